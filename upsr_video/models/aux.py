@@ -1,0 +1,99 @@
+"""The auxiliary SR network g: one interface, several implementations.
+
+UPSR needs g(y) close to x to build the uncertainty map and the conditioning; the official g is ATD
+(2.53M parameters, a transformer), far too slow for video on a CPU. The default here is a compact
+VGG-style residual network in the spirit of Real-ESRGAN's SRVGGNetCompact: plain 3x3 convolutions with
+PReLU at the LR grid, one PixelShuffle, and a bicubic skip. All its work happens at LR resolution, it has no
+attention and no normalisation, so it runs at tens of ms per 270p frame on a laptop CPU and tiles exactly
+(finite receptive field). Any other x4 network can be plugged in with `register_aux`.
+
+Interface: `forward(lr [N,3,h,w] in [-1,1]) -> hr [N,3,s*h,s*w]`, attribute `scale`, attribute
+`receptive_radius` (LR px; how much overlap makes tiling exact).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class AuxConfig:
+    arch: str = "compact"
+    scale: int = 4
+    num_feat: int = 48
+    num_conv: int = 10
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AuxConfig":
+        return cls(**d)
+
+
+class CompactSR(nn.Module):
+    """conv-PReLU body at LR, PixelShuffle head, plus a bicubic-upsampled skip (so it learns a residual)."""
+
+    def __init__(self, scale: int = 4, num_feat: int = 48, num_conv: int = 10, in_ch: int = 3):
+        super().__init__()
+        self.scale = scale
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
+        for _ in range(num_conv):
+            layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
+        layers += [nn.Conv2d(num_feat, in_ch * scale * scale, 3, 1, 1)]
+        self.body = nn.Sequential(*layers)
+        self.upsample = nn.PixelShuffle(scale)
+        self.receptive_radius = num_conv + 2
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, lr: Tensor) -> Tensor:
+        base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return base + self.upsample(self.body(lr))
+
+
+class BicubicAux(nn.Module):
+    """g = bicubic: |psi| = 0 everywhere, so w_u = b_u (a test and ablation stand-in; no parameters)."""
+
+    def __init__(self, scale: int = 4):
+        super().__init__()
+        self.scale = scale
+        self.receptive_radius = 2
+
+    def forward(self, lr: Tensor) -> Tensor:
+        return F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+
+_BUILDERS: dict[str, Callable[[AuxConfig], nn.Module]] = {
+    "compact": lambda c: CompactSR(c.scale, c.num_feat, c.num_conv),
+    "bicubic": lambda c: BicubicAux(c.scale),
+}
+
+AUX_PRESETS: dict[str, AuxConfig] = {
+    "compact-s": AuxConfig("compact", 4, 48, 10),
+    "compact-m": AuxConfig("compact", 4, 64, 16),
+    "compact-xs": AuxConfig("compact", 4, 16, 2),
+    "bicubic": AuxConfig("bicubic", 4, 0, 0),
+}
+
+
+def register_aux(arch: str, builder: Callable[[AuxConfig], nn.Module]) -> None:
+    """Plug in another x4 network (e.g. ATD): `builder(cfg)` must return a module with the interface above."""
+    _BUILDERS[arch] = builder
+
+
+def build_aux(cfg: AuxConfig | dict | str) -> nn.Module:
+    if isinstance(cfg, str):
+        if cfg not in AUX_PRESETS:
+            raise ValueError(f"unknown g preset {cfg!r}; known: {', '.join(AUX_PRESETS)}")
+        cfg = AUX_PRESETS[cfg]
+    elif isinstance(cfg, dict):
+        cfg = AuxConfig.from_dict(cfg)
+    if cfg.arch not in _BUILDERS:
+        raise ValueError(f"unknown g architecture {cfg.arch!r}; known: {', '.join(_BUILDERS)}")
+    return _BUILDERS[cfg.arch](cfg)
