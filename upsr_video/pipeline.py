@@ -19,6 +19,17 @@ from .diffusion.unw import UNWConfig, noise_weight
 from .tiling import crop_to, pad_to_multiple, tiled_apply
 
 
+def make_condition(aux_fn, lr: Tensor, out_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """(y0, g) at out_size: y0 = bicubic(LR), g = aux(LR) at its native factor, resized to out_size when that
+    is not scale x LR (resizing g's output beats feeding g a resized LR). Training uses the same function."""
+    y0 = F.interpolate(lr, size=tuple(out_size), mode="bicubic", align_corners=False)
+    g = aux_fn(lr)
+    if g.shape[-2:] != tuple(out_size):
+        down = g.shape[-2] > out_size[0]
+        g = F.interpolate(g, size=tuple(out_size), mode="bicubic", align_corners=False, antialias=down)
+    return y0, g
+
+
 @dataclass
 class TileOptions:
     """Tile sizes in HR pixels for the denoiser and LR pixels for g; None = whole frame."""
@@ -55,17 +66,9 @@ class UPSRPipeline:
     # -- conditioning ------------------------------------------------------------------------------
     @torch.no_grad()
     def condition(self, lr: Tensor, out_size: Optional[tuple[int, int]] = None, tiles: TileOptions = TileOptions()):
-        """(y0, g) at the output size. y0 = bicubic(LR); g = aux(LR) at its native factor, resized to the
-        output size when that is not scale x LR (downscaling g is better than feeding g a resized LR)."""
+        """(y0, g) at the output size (default scale x LR); see make_condition."""
         lr = lr.to(self.device, self.dtype)
-        h, w = lr.shape[-2:]
-        out_size = out_size or (h * self.scale, w * self.scale)
-        y0 = F.interpolate(lr, size=out_size, mode="bicubic", align_corners=False)
-        g = self._run_aux(lr, tiles)
-        if g.shape[-2:] != tuple(out_size):
-            down = g.shape[-2] > out_size[0]
-            g = F.interpolate(g, size=out_size, mode="bicubic", align_corners=False, antialias=down)
-        return y0, g
+        return make_condition(lambda z: self._run_aux(z, tiles), lr, out_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale))
 
     def _run_aux(self, lr: Tensor, tiles: TileOptions) -> Tensor:
         t = tiles.aux_tile

@@ -125,6 +125,11 @@ class Schedule:
         eta = float(self.etas[t])
         return math.sqrt(eta * self.kappa**2 * self.cfg.input_scale_c + 0.25)
 
+    def input_scale_tensor(self, t: Tensor, like: Tensor) -> Tensor:
+        """Per-sample input divisors (training draws a different t for each sample)."""
+        eta = self._at(self.etas, t, like)
+        return torch.sqrt(eta * self.kappa**2 * self.cfg.input_scale_c + 0.25)
+
     def ddim_coefficients(self, t: int) -> tuple[float, float, float]:
         """(k_t, m_t, j_t) of x_{t-1} = k x0_hat + m x_t + j y0, the deterministic UPSR sampler."""
         if not 1 <= t < self.T:

@@ -1,0 +1,66 @@
+"""Training configuration (YAML). Paths in a config are relative to the current directory (the repo root)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    kind: str = "g"  # "g" (auxiliary SR net) or "upsr" (the denoiser, g frozen)
+    out: str = "runs/g"
+    seed: int = 0
+    steps: int = 2000
+    batch: int = 16
+    patch: int = 128  # HR crop size
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup: int = 100
+    lr_schedule: str = "cosine"  # cosine | constant
+    min_lr_ratio: float = 0.1
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    amp: bool = True  # bf16/fp16 autocast, used on GPU only
+    log_every: int = 25
+    val_every: int = 250
+    ckpt_every: int = 250
+    val_images: int = 6
+    val_crop: int = 192
+    threads: int = 0  # torch CPU threads (0 = torch default)
+    data: dict = field(default_factory=lambda: {"sources": ["../shared/data/images/train_hr"], "holdout_every": 20})
+    degradation: dict = field(default_factory=lambda: {"mode": "bicubic"})
+    scales: tuple[float, float] = (4.0, 4.0)  # random scale range; (4, 4) = classic x4
+    aux: str | dict = "compact-s"
+    aux_checkpoint: Optional[str] = None  # kind "upsr": the trained g (a .safetensors checkpoint)
+    denoiser: str | dict = "upsr-small"
+    schedule: str | dict = "upsr"
+    unw: dict = field(default_factory=lambda: {"b_u": 0.4, "psi_max": 0.1})
+    loss: dict = field(default_factory=lambda: {"l1": 1.0, "mse": 0.0, "lpips": 0.0})
+    lpips_weights: Optional[str] = "../shared/weights/lpips_alex_v0.1.safetensors"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        d = dict(d)
+        for k in ("betas", "scales"):
+            if k in d:
+                d[k] = tuple(float(x) for x in d[k])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: Optional[dict] = None) -> "TrainConfig":
+        d = yaml.safe_load(Path(path).read_text()) or {}
+        d.update(overrides or {})
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"], d["scales"] = list(self.betas), list(self.scales)
+        return d

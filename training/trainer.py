@@ -1,0 +1,271 @@
+"""Training loops for g and for the UPSR denoiser.
+
+One loop serves both: AdamW, linear warm-up then cosine decay, EMA, gradient clipping, autocast on GPU,
+periodic validation (PSNR-Y / LPIPS on held-out training-pool images), JSON-lines logs, resumable state.
+Every random draw of step k (which patches, crops, degradation, scale, t, eps) comes from generators seeded
+with (seed, k), so a run resumed at step k produces the same loss sequence as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from upsr_video.checkpoint import ModelSpec, load_checkpoint, save_checkpoint
+from upsr_video.diffusion.sampler import derive_seed, sample
+from upsr_video.diffusion.schedule import SCHEDULE_PRESETS, Schedule, ScheduleConfig
+from upsr_video.diffusion.unw import UNWConfig, noise_weight
+from upsr_video.models.aux import AUX_PRESETS, AuxConfig, build_aux
+from upsr_video.pipeline import make_condition
+
+from .config import TrainConfig
+from .state import has_state, load_state, save_state
+
+
+def _schedule_cfg(s) -> ScheduleConfig:
+    return SCHEDULE_PRESETS[s] if isinstance(s, str) else ScheduleConfig.from_dict(s)
+
+
+def _aux_cfg(a) -> AuxConfig:
+    return AUX_PRESETS[a] if isinstance(a, str) else AuxConfig.from_dict(a)
+
+
+def _denoiser_cfg_dict(d) -> dict:
+    from upsr_video.models.unet import DENOISER_PRESETS, DenoiserConfig
+
+    cfg = DENOISER_PRESETS[d] if isinstance(d, str) else DenoiserConfig.from_dict(d)
+    return cfg.to_dict()
+
+
+class EMA:
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        # warm start: short runs would otherwise average in the random init
+        d = min(self.decay, (1 + step) / (10 + step))
+        for pe, p in zip(self.model.parameters(), model.parameters()):
+            pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        for be, b in zip(self.model.buffers(), model.buffers()):
+            be.copy_(b)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    prog = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, device: Optional[str] = None, log_stdout: bool = True):
+        from .data import HRPatchDataset, holdout_split
+        from .degradations import DegradationConfig
+
+        self.cfg = cfg
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log_stdout = log_stdout
+        self.deg_cfg = DegradationConfig.from_dict(cfg.degradation)
+        train_src, self.val_files = holdout_split(cfg.data["sources"], cfg.data.get("holdout_every", 20))
+        self.dataset = HRPatchDataset(
+            train_src, patch=cfg.patch, seed=cfg.seed, video_frames_per_clip=cfg.data.get("video_frames_per_clip", 8)
+        )
+        self.schedule = Schedule(_schedule_cfg(cfg.schedule))
+        self.unw = UNWConfig.from_dict(cfg.unw)
+        self.lpips = None  # loaded when the weights exist: a loss term, and validation reports it
+        self._maybe_lpips()
+        self._build_models()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.ema = EMA(self.model, cfg.ema)
+        self.step = 0
+        if has_state(self.out / "state"):
+            self.step = load_state(self.out / "state", self.model, self.ema.model, self.opt)
+            self._log({"event": "resume", "step": self.step})
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _maybe_lpips(self):
+        path = self.cfg.lpips_weights
+        if path and Path(path).exists():
+            from upsr_video.eval.lpips_alex import load_lpips
+
+            self.lpips = load_lpips(path, device=str(self.device))
+        elif self.cfg.loss.get("lpips", 0) > 0:
+            raise FileNotFoundError(f"LPIPS weights not found: {path} (set lpips_weights in the config)")
+
+    def _build_models(self):
+        cfg = self.cfg
+        if cfg.kind == "g":
+            self.aux_cfg = _aux_cfg(cfg.aux)
+            self.model = build_aux(self.aux_cfg).to(self.device)
+            self.aux = None
+        elif cfg.kind == "upsr":
+            from upsr_video.models.unet import build_denoiser
+
+            if not cfg.aux_checkpoint:
+                raise ValueError("training the denoiser needs aux_checkpoint (a trained g)")
+            spec, _, aux = load_checkpoint(cfg.aux_checkpoint)
+            self.aux_cfg = AuxConfig.from_dict(spec.aux)
+            self.aux = aux.to(self.device).eval()
+            for p in self.aux.parameters():
+                p.requires_grad_(False)
+            self.den_cfg = _denoiser_cfg_dict(cfg.denoiser)
+            self.model = build_denoiser(self.den_cfg).to(self.device)
+        else:
+            raise ValueError(f"unknown training kind {cfg.kind!r} (g or upsr)")
+
+    # -- data --------------------------------------------------------------------------------------
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(lr, hr) in [0,1] and the scale, all derived from (seed, step)."""
+        from .data import make_batch
+
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "batch", step))
+        idx = torch.randint(len(self.dataset), (self.cfg.batch,), generator=gen).tolist()
+        hr = torch.stack([self.dataset.get(i, derive_seed(self.cfg.seed, "crop", step, j)) for j, i in enumerate(idx)])
+        lo, hi = self.cfg.scales
+        scale = lo if hi <= lo else float(lo + (hi - lo) * torch.rand((), generator=gen))
+        lr, hr = make_batch(hr, scale, self.deg_cfg, gen)
+        return lr, hr, scale
+
+    # -- losses ------------------------------------------------------------------------------------
+    def _lpips(self, a, b):
+        return self.lpips(a.float(), b.float()).mean()
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
+        lr01, hr01, _ = self.batch(step)
+        lr = (lr01 * 2 - 1).to(self.device)
+        x0 = (hr01 * 2 - 1).to(self.device)
+        wts = self.cfg.loss
+        if self.cfg.kind == "g":
+            out = self.model(lr)
+            if out.shape[-2:] != x0.shape[-2:]:
+                out = F.interpolate(out, size=x0.shape[-2:], mode="bicubic", align_corners=False)
+            terms = {"l1": F.l1_loss(out, x0), "mse": F.mse_loss(out, x0)}
+            if wts.get("lpips", 0) > 0:
+                terms["lpips"] = self._lpips(out, x0)
+        else:
+            gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "diffusion", step))
+            with torch.no_grad():
+                y0, g = make_condition(self.aux, lr, x0.shape[-2:])
+            n = x0.shape[0]
+            t = torch.randint(self.schedule.T, (n,), generator=gen)
+            eps = torch.randn(x0.shape, generator=gen).to(self.device)
+            w = noise_weight(g, y0, self.unw)
+            x_t = self.schedule.q_sample(x0, y0, t, eps, w)
+            x_in = x_t / self.schedule.input_scale_tensor(t, x_t)
+            out = self.model(x_in, t.to(self.device), g, y0)
+            terms = {"mse": F.mse_loss(out, x0), "l1": F.l1_loss(out, x0)}
+            if wts.get("lpips", 0) > 0:
+                terms["lpips"] = self._lpips(out, x0)
+        total = sum(wts.get(k, 0) * v for k, v in terms.items() if wts.get(k, 0))
+        return total, {k: float(v) for k, v in terms.items()}
+
+    # -- loop --------------------------------------------------------------------------------------
+    def _log(self, rec: dict):
+        rec = {"time": round(time.time(), 3), **rec}
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.log_stdout:
+            print(json.dumps(rec), flush=True)
+
+    def train(self, until: Optional[int] = None) -> list[float]:
+        """Train to cfg.steps (or `until`); returns the losses of the steps run now."""
+        end = min(self.cfg.steps, until) if until is not None else self.cfg.steps
+        use_amp = self.cfg.amp and self.device.type == "cuda"
+        losses = []
+        t0 = time.time()
+        self.model.train()
+        while self.step < end:
+            for grp in self.opt.param_groups:
+                grp["lr"] = lr_at(self.cfg, self.step)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                total, terms = self.loss(self.step)
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.opt.step()
+            self.ema.update(self.model, self.step)
+            self.step += 1
+            losses.append(float(total))
+            if self.step % self.cfg.log_every == 0 or self.step == end:
+                self._log({"step": self.step, "loss": float(total), **terms, "grad_norm": float(gnorm),
+                           "lr": lr_at(self.cfg, self.step - 1), "s_per_step": (time.time() - t0) / len(losses)})
+            if self.step % self.cfg.ckpt_every == 0 or self.step == end:
+                save_state(self.out / "state", self.step, self.model, self.ema.model, self.opt, self.cfg.to_dict())
+                self.export(self.out / "model.safetensors")
+            if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == end):
+                self._log({"step": self.step, "event": "val", **self.validate()})
+        return losses
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def spec(self) -> ModelSpec:
+        info = {"trained_steps": self.step, "config": self.cfg.to_dict()}
+        if self.cfg.kind == "g":
+            return ModelSpec(aux=self.aux_cfg.to_dict(), denoiser=None, scale=self.aux_cfg.scale,
+                             train_scales=self.cfg.scales, info=info)
+        return ModelSpec(aux=self.aux_cfg.to_dict(), denoiser=self.den_cfg, schedule=self.schedule.cfg.to_dict(),
+                         unw=self.unw.to_dict(), scale=self.aux_cfg.scale, train_scales=self.cfg.scales, info=info)
+
+    def export(self, path: Path) -> Path:
+        """Checkpoint of the EMA weights usable by the inference pipeline."""
+        if self.cfg.kind == "g":
+            return save_checkpoint(path, self.spec(), None, self.ema.model)
+        return save_checkpoint(path, self.spec(), self.ema.model, self.aux)
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """PSNR-Y (border 4) and LPIPS of the EMA model on centre crops of held-out images, x4 bicubic-degraded
+        the same way as training."""
+        from upsr_video.eval.fidelity import psnr_y
+
+        from .data import load_image
+        from .degradations import degrade
+
+        model = self.ema.model
+        files = self.val_files[: self.cfg.val_images]
+        ps, lp, ps_bic = [], [], []
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "val"))
+        for f in files:
+            hr = load_image(f)  # [3,H,W] in [0,1]
+            c = self.cfg.val_crop
+            h, w = hr.shape[-2:]
+            top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
+            hr = hr[:, top : top + c, left : left + c][None]
+            hr = hr[..., : hr.shape[-2] // 4 * 4, : hr.shape[-1] // 4 * 4]
+            lr = degrade(hr, 4.0, self.deg_cfg, gen).to(self.device) * 2 - 1
+            x0 = hr.to(self.device) * 2 - 1
+            if self.cfg.kind == "g":
+                out = model(lr).clamp(-1, 1)
+            else:
+                y0, g = make_condition(self.aux, lr, x0.shape[-2:])
+                eps = torch.randn(x0.shape, generator=gen).to(self.device)
+                den = lambda x, t: model(x, torch.full((1,), t, device=self.device, dtype=torch.long), g, y0)
+                out = sample(self.schedule, den, y0, g, eps, noise_weight(g, y0, self.unw))
+            bic = F.interpolate(lr, size=x0.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+            to8 = lambda z: ((z[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+            ps.append(psnr_y(to8(out), to8(x0), 4))
+            ps_bic.append(psnr_y(to8(bic), to8(x0), 4))
+            if self.lpips is not None:
+                lp.append(float(self.lpips(out, x0).mean()))
+        res = {"val_psnr_y": float(np.mean(ps)), "val_psnr_y_bicubic": float(np.mean(ps_bic))}
+        if lp:
+            res["val_lpips"] = float(np.mean(lp))
+        return res

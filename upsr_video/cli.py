@@ -1,0 +1,158 @@
+"""`upsr-video` command line. Errors become one line on stderr and a non-zero exit, never a traceback.
+
+Commands from the sibling packages (`train` from training/, `batch` and the Ray runner from pipelines/) are
+discovered through the `upsr_video.commands` / `upsr_video.runners` entry points, so this package never
+imports them directly.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib.metadata import entry_points
+
+import click
+
+from .process import UpscaleError, UpscaleOptions
+
+
+class Progress:
+    """One self-rewriting stderr line: frames done, fps, ETA."""
+
+    def __init__(self, total: int, label: str = "upscale", enabled: bool = True):
+        self.total, self.label, self.enabled = total, label, enabled
+        self.done, self.t0, self.last = 0, time.perf_counter(), 0.0
+
+    def __call__(self, n: int = 1):
+        self.done += n
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
+            self.last = now
+            el = now - self.t0
+            fps = self.done / el if el > 0 else 0.0
+            eta = (self.total - self.done) / fps if fps > 0 else 0.0
+            pct = 100.0 * self.done / max(1, self.total)
+            sys.stderr.write(f"\r{self.label}: {self.done}/{self.total} frames [{pct:5.1f}%] {fps:6.2f} fps  ETA {int(eta) // 60:02d}:{int(eta) % 60:02d}")
+            if self.done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="upsr-video")
+def main():
+    """Temporally consistent video super-resolution with UPSR."""
+
+
+def upscale_options(f):
+    opts = [
+        click.option("--target", "-t", default=None, help="720p, 1080p, 1440p/2k, 2160p/4k or WxH (default 1080p)."),
+        click.option("--scale", "-s", type=float, default=None, help="Scale factor instead of --target."),
+        click.option("--fit", type=click.Choice(["pad", "crop", "stretch"]), default="pad", show_default=True,
+                     help="Aspect mismatch with an explicit WxH."),
+        click.option("--checkpoint", "--model", "checkpoint", default=None, help="Checkpoint (.safetensors or folder); default: bundled."),
+        click.option("--steps", type=int, default=None, help="Diffusion steps (fewer than the schedule's = truncated start)."),
+        click.option("--start-step", default="auto", show_default=True, help="auto (calibrated per scale), full, or an integer step."),
+        click.option("--resize-mode", type=click.Choice(["auto", "direct", "resize"]), default="auto", show_default=True,
+                     help="direct: diffuse at the target size; resize: run at the trained factor and resize."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--temporal", type=click.Choice(["shared", "independent"]), default="shared", show_default=True,
+                     help="shared: one noise per shot + smoothed uncertainty; independent: per-frame noise."),
+        click.option("--scene-threshold", type=float, default=None, help="Scene-cut threshold (default: detector's)."),
+        click.option("--tile", type=int, default=None, help="Tile size in input pixels (bounds memory)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True),
+        click.option("--batch-size", type=int, default=8, show_default=True, help="Frames decoded per batch."),
+        click.option("--codec", default="libx264", show_default=True),
+        click.option("--crf", type=int, default=18, show_default=True),
+        click.option("--preset", default="medium", show_default=True),
+        click.option("--pix-fmt", default="yuv420p", show_default=True),
+        click.option("--threads", type=int, default=0, help="CPU threads for torch (0: default)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def build_options(kw: dict) -> UpscaleOptions:
+    target, scale = kw.pop("target"), kw.pop("scale")
+    if target is None and scale is None:
+        target = "1080p"
+    ss = kw.pop("start_step")
+    if ss in ("auto",):
+        start = "auto"
+    elif ss in ("full", "none", "None"):
+        start = None
+    else:
+        try:
+            start = int(ss)
+        except ValueError:
+            raise UpscaleError(f"--start-step must be auto, full or an integer, got {ss!r}") from None
+    return UpscaleOptions(target=target, scale=scale, start_step=start, **kw)
+
+
+@main.command()
+@click.argument("input", type=click.Path())
+@click.option("-o", "--output", default=None, help="Output file (default: INPUT stem + _upsr.mp4).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--workers", type=int, default=None, help="Run segments on N Ray actors (local Ray instance).")
+@click.option("--ray-address", default=None, help="Join a Ray cluster: auto or host:port.")
+@click.option("--segment-frames", type=int, default=None, help="Frames per segment for --workers.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@upscale_options
+def upscale(input, output, overwrite, workers, ray_address, segment_frames, quiet, **kw):
+    """Up-scale INPUT to a target resolution, keeping audio, subtitles, timing and colour."""
+    from pathlib import Path
+
+    try:
+        opts = build_options(kw)
+        if output is None:
+            p = Path(input)
+            output = str(p.with_name(p.stem + "_upsr.mp4"))
+        if not Path(input).exists():
+            raise UpscaleError(f"input not found: {input}")
+        if workers or ray_address:
+            runner = _plugin("upsr_video.runners", "ray")
+            summary = runner(input, output, opts, overwrite=overwrite, workers=workers or 1,
+                             address=ray_address, segment_frames=segment_frames, quiet=quiet)
+        else:
+            from .upscale import upscale_video
+
+            prog = {}
+
+            def on_start(prep, pipe):
+                prog["p"] = Progress(prep.info.num_frames, enabled=not quiet)
+                if not pipe.is_diffusion:
+                    click.echo("note: this checkpoint has no denoiser: output is g alone (fallback)", err=True)
+
+            summary = upscale_video(input, output, opts, overwrite, lambda n: prog["p"](n), on_start)
+    except UpscaleError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; no output written")
+    except MemoryError:
+        _fail("out of memory: use --tile to process frames in smaller tiles")
+    click.echo(json.dumps(summary))
+
+
+def _plugin(group: str, name: str):
+    for ep in entry_points(group=group):
+        if ep.name == name:
+            return ep.load()
+    raise UpscaleError(f"the '{name}' plugin is not installed (entry point group {group})")
+
+
+def _add_plugins():
+    for ep in entry_points(group="upsr_video.commands"):
+        try:
+            main.add_command(ep.load(), ep.name)
+        except ImportError as e:  # a broken optional plugin must not break the main command
+            click.echo(f"warning: command {ep.name!r} unavailable: {e}", err=True)
+
+
+_add_plugins()

@@ -1,0 +1,195 @@
+"""Up-scaling a video: the plan, the per-segment function, and the local (single-process) driver.
+
+`process_segment` is the one unit of work: decode a frame range (plus context frames) with decord, run
+temporally consistent UPSR, encode the range with PyAV to a temporary file renamed into place. The local path
+runs it once over the whole video; the Ray pipelines run it on actors over many ranges. Both then call
+`video.finalize` to concatenate the parts losslessly and mux audio/subtitles from the original.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .checkpoint import ModelSpec, load_pipeline
+from .pipeline import TileOptions, UPSRPipeline
+from .targets import Geometry, output_geometry, place
+from .temporal import TemporalOptions, TemporalUPSR
+
+
+class UpscaleError(Exception):
+    """A user-facing failure (one line)."""
+
+
+@dataclass
+class UpscaleOptions:
+    target: Optional[str] = "1080p"
+    scale: Optional[float] = None
+    fit: str = "pad"
+    checkpoint: Optional[str] = None  # None: the bundled default
+    seed: int = 0
+    steps: Optional[int] = None  # fewer than T: truncated start at steps-1 (Diff-SR); None: auto/full
+    start_step: Optional[int | str] = "auto"  # "auto" | int | None (full prior start)
+    resize_mode: str = "auto"  # auto | direct | resize
+    temporal: str = "shared"
+    window: int = 4
+    decay: float = 0.6
+    scene_threshold: Optional[float] = None
+    tile: Optional[int] = None  # LR pixels; None: automatic bound
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 8  # frames decoded per batch
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str = "yuv420p"
+    threads: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    """Everything a segment worker needs besides its frame range: resolved once by the driver."""
+
+    geometry: Geometry
+    model_size: tuple[int, int]  # (H, W) the diffusion runs at
+    out_size: tuple[int, int]  # (H, W) after the optional resize (== geometry.content reversed)
+    start_step: Optional[int]
+    resize_mode: str
+    cuts: list[int]  # frame indices that start a shot (0 included)
+    options: UpscaleOptions
+    time_base: tuple[int, int]
+    colour: object = None
+    pts: list[int] = field(default_factory=list)
+
+    def shot_start(self, idx: int) -> int:
+        return self.cuts[bisect.bisect_right(self.cuts, idx) - 1]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UpscaleError(f"--device {device}: no CUDA device is available")
+    return device
+
+
+def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> Plan:
+    from .diffusion.schedule import ScheduleConfig
+    from .startstep import choose_start_step
+
+    try:
+        geom = output_geometry(info.width, info.height, opts.target, opts.scale, opts.fit)
+    except ValueError as e:
+        raise UpscaleError(str(e)) from None
+    cw, ch = geom.content
+    factor = ch / info.height
+    lo, hi = spec.train_scales
+    mode = opts.resize_mode
+    if mode == "auto":
+        # y0 at the target size directly only where the checkpoint was trained at that factor (random scales);
+        # otherwise run at the trained factor and resize, the input distribution the model knows
+        mode = "direct" if (lo - 1e-6 <= factor <= hi + 1e-6 and hi > lo) or abs(factor - spec.scale) < 1e-6 else "resize"
+    if mode not in ("direct", "resize"):
+        raise UpscaleError(f"resize mode must be auto, direct or resize, got {opts.resize_mode!r}")
+    model_size = (ch, cw) if mode == "direct" else (info.height * spec.scale, info.width * spec.scale)
+    T = ScheduleConfig.from_dict(spec.schedule).steps
+    if opts.steps is not None:
+        if not 1 <= opts.steps <= T:
+            raise UpscaleError(f"--steps must be in 1..{T} for this checkpoint")
+        start = None if opts.steps == T else opts.steps - 1
+    elif opts.start_step == "auto":
+        start = choose_start_step(spec, factor if mode == "direct" else float(spec.scale), T)
+    elif opts.start_step is None:
+        start = None
+    else:
+        s = int(opts.start_step)
+        if not 0 <= s < T:
+            raise UpscaleError(f"--start-step must be in 0..{T - 1}, got {s}")
+        start = s
+    tb = info.time_base
+    return Plan(geom, model_size, (ch, cw), start, mode, sorted(set([0] + list(cuts))), opts,
+                (tb.numerator, tb.denominator), info.colour, list(info.pts))
+
+
+def to_tensor(frame: np.ndarray, device) -> torch.Tensor:
+    """HWC uint8 RGB -> [1,3,H,W] float in [-1,1]."""
+    t = torch.from_numpy(np.ascontiguousarray(frame)).to(device)
+    return t.permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    return ((t[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def auto_tiles(pipe: UPSRPipeline, opts: UpscaleOptions, model_size: tuple[int, int]) -> TileOptions:
+    """A memory bound: HR tiles of at most ~1 MPixel for the denoiser unless --tile says otherwise."""
+    if opts.tile:
+        return TileOptions(tile=int(opts.tile) * pipe.scale, overlap=max(pipe.multiple // 2, 32), aux_tile=256)
+    h, w = model_size
+    if h * w <= 1024 * 1024 * 2.2:
+        return TileOptions(tile=None, aux_tile=512)
+    return TileOptions(tile=1024, overlap=max(pipe.multiple // 2, 64), aux_tile=512)
+
+
+@dataclass
+class SegmentResult:
+    path: str
+    start: int
+    stop: int
+    frames: int
+    seconds: float
+    model_seconds: float
+
+
+def process_segment(
+    video_path: str,
+    start: int,
+    stop: int,
+    plan: Plan,
+    pipe: UPSRPipeline,
+    out_path: str,
+    progress: Optional[Callable[[int], None]] = None,
+) -> SegmentResult:
+    """Up-scale frames [start, stop) into a video-only file at out_path (temporary name, renamed on success).
+    Frames [start - context, start) of the same shot are decoded only to warm the temporal state."""
+    from .video import VideoWriter, iter_frames
+
+    t0 = time.perf_counter()
+    opts = plan.options
+    topts = TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed)
+    tiles = auto_tiles(pipe, opts, plan.model_size)
+    runner = TemporalUPSR(pipe, topts, plan.model_size, plan.out_size if plan.out_size != plan.model_size else None,
+                          plan.start_step, tiles)
+    first = max(plan.shot_start(start), start - topts.context)
+    cw, ch = plan.geometry.canvas
+    model_s = 0.0
+    n = 0
+    tb = plan.time_base
+    from fractions import Fraction
+
+    with VideoWriter(out_path, cw, ch, Fraction(*tb), codec=opts.codec, crf=opts.crf, preset=opts.preset,
+                     pix_fmt=opts.pix_fmt, colour=plan.colour) as writer:
+        for frames, indices in iter_frames(video_path, first, stop, batch_size=opts.batch_size):
+            for frame, idx in zip(frames, indices):
+                emit = idx >= start
+                tm = time.perf_counter()
+                hr = runner.push(idx, to_tensor(frame, pipe.device), plan.shot_start(idx), emit=emit)
+                model_s += time.perf_counter() - tm
+                if emit:
+                    writer.write(place(to_uint8(hr), plan.geometry), plan.pts[idx])
+                    n += 1
+                    if progress:
+                        progress(1)
+    if n != stop - start:
+        raise UpscaleError(f"decoded {n} frames for range [{start}, {stop}), expected {stop - start}")
+    return SegmentResult(out_path, start, stop, n, time.perf_counter() - t0, model_s)

@@ -1,0 +1,128 @@
+"""The local driver of `upsr-video upscale`: probe, plan, one segment, finalize. Distributed runs (pipelines/)
+reuse `prepare` and `process_segment` and differ only in how many segments run where."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .checkpoint import CheckpointError, load_pipeline
+from .process import Plan, UpscaleError, UpscaleOptions, make_plan, process_segment, resolve_device
+
+
+@dataclass
+class Prepared:
+    info: object
+    plan: Plan
+    spec: object
+
+
+def check_output(output: str, overwrite: bool) -> Path:
+    out = Path(output)
+    if out.exists() and not overwrite:
+        raise UpscaleError(f"output exists: {out} (use --overwrite)")
+    if out.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+        raise UpscaleError(f"unsupported output container {out.suffix or '(none)'}: use .mp4, .mkv or .mov")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UpscaleError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise UpscaleError(f"output folder is not writable: {parent}")
+    return out
+
+
+def detect_cuts(video_path: str, threshold: Optional[float] = None, batch_size: int = 16) -> list[int]:
+    """Shot starts of the whole video (0 included), from a pass over downscaled frames."""
+    import cv2
+
+    from .video import SceneCutDetector, iter_frames
+
+    det = SceneCutDetector() if threshold is None else SceneCutDetector(threshold=threshold)
+    cuts = [0]
+    for frames, indices in iter_frames(video_path, 0, None, batch_size=batch_size):
+        for f, i in zip(frames, indices):
+            small = cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA)
+            if det.update(small) and i > 0:
+                cuts.append(i)
+    return cuts
+
+
+def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[list[int]] = None) -> Prepared:
+    from .checkpoint import read_checkpoint
+    from .video import VideoError, probe
+
+    try:
+        info = probe(input_path)
+    except VideoError as e:
+        raise UpscaleError(str(e)) from None
+    if spec is None:
+        from .checkpoint import default_checkpoint_path
+
+        try:
+            spec, _ = read_checkpoint(opts.checkpoint or default_checkpoint_path())
+        except CheckpointError as e:
+            raise UpscaleError(str(e)) from None
+    if cuts is None:
+        cuts = detect_cuts(input_path, opts.scene_threshold) if opts.temporal == "shared" else [0]
+    return Prepared(info, make_plan(info, spec, opts, cuts), spec)
+
+
+def upscale_video(
+    input_path: str,
+    output: str,
+    opts: UpscaleOptions,
+    overwrite: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
+    on_start: Optional[Callable[[Prepared, object], None]] = None,
+) -> dict:
+    """Up-scale one video locally. Returns the JSON summary."""
+    import torch
+
+    from .video import VideoError, finalize
+
+    t0 = time.perf_counter()
+    out = check_output(output, overwrite)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    device = resolve_device(opts.device)
+    prep = prepare(input_path, opts)
+    try:
+        spec, pipe = load_pipeline(opts.checkpoint, device=device)
+    except CheckpointError as e:
+        raise UpscaleError(str(e)) from None
+    if on_start:
+        on_start(prep, pipe)
+    n = prep.info.num_frames
+    part = out.with_name(f".{out.stem}.part0.{os.getpid()}.mkv")
+    try:
+        res = process_segment(input_path, 0, n, prep.plan, pipe, str(part), progress)
+        finalize([str(part)], input_path, str(out), overwrite=overwrite)
+    except VideoError as e:
+        raise UpscaleError(str(e)) from None
+    except OSError as e:
+        raise UpscaleError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        if part.exists():
+            part.unlink()
+    secs = time.perf_counter() - t0
+    return {
+        "input": str(input_path),
+        "output": str(out),
+        "frames": res.frames,
+        "input_size": [prep.info.width, prep.info.height],
+        "output_size": list(prep.plan.geometry.canvas),
+        "model": "UPSR" if pipe.is_diffusion else "g only (fallback: checkpoint has no denoiser)",
+        "checkpoint": str(opts.checkpoint or "bundled default"),
+        "resize_mode": prep.plan.resize_mode,
+        "start_step": prep.plan.start_step,
+        "temporal": opts.temporal,
+        "shots": len(prep.plan.cuts),
+        "seconds": round(secs, 3),
+        "model_seconds": round(res.model_seconds, 3),
+        "fps": round(res.frames / secs, 4) if secs > 0 else None,
+        "seconds_per_frame": round(secs / max(1, res.frames), 4),
+    }
