@@ -39,10 +39,17 @@ def _aux_cfg(a) -> AuxConfig:
 
 
 def _denoiser_cfg_dict(d) -> dict:
+    """A preset name, a full config dict, or {"preset": name, **overrides} (e.g. g_cond: false for the ablation)."""
     from upsr_video.models.unet import DENOISER_PRESETS, DenoiserConfig
 
-    cfg = DENOISER_PRESETS[d] if isinstance(d, str) else DenoiserConfig.from_dict(d)
-    return cfg.to_dict()
+    if isinstance(d, str):
+        return DENOISER_PRESETS[d].to_dict()
+    d = dict(d)
+    if "preset" in d:
+        base = DENOISER_PRESETS[d.pop("preset")].to_dict()
+        base.update(d)
+        d = base
+    return DenoiserConfig.from_dict(d).to_dict()
 
 
 class EMA:
@@ -176,7 +183,7 @@ class Trainer:
             if wts.get("lpips", 0) > 0:
                 terms["lpips"] = self._lpips(out, x0)
         total = sum(wts.get(k, 0) * v for k, v in terms.items() if wts.get(k, 0))
-        return total, {k: float(v) for k, v in terms.items()}
+        return total, {k: float(v.detach()) for k, v in terms.items()}
 
     # -- loop --------------------------------------------------------------------------------------
     def _log(self, rec: dict):
@@ -204,7 +211,7 @@ class Trainer:
             self.opt.step()
             self.ema.update(self.model, self.step)
             self.step += 1
-            losses.append(float(total))
+            losses.append(float(total.detach()))
             if self.step % self.cfg.log_every == 0 or self.step == end:
                 self._log({"step": self.step, "loss": float(total), **terms, "grad_norm": float(gnorm),
                            "lr": lr_at(self.cfg, self.step - 1), "s_per_step": (time.time() - t0) / len(losses)})

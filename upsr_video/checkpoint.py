@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -115,7 +115,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelSpec, dict[str, torch
 
         with safe_open(str(weights), framework="pt") as f:
             meta = f.metadata() or {}
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"not a readable safetensors checkpoint: {weights} ({str(e).splitlines()[0]})") from None
     if path.is_dir() and (path / "config.json").exists():
         cfg = json.loads((path / "config.json").read_text())
