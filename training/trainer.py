@@ -99,7 +99,9 @@ class Trainer:
         self.unw = UNWConfig.from_dict(cfg.unw)
         self.lpips = None  # loaded when the weights exist: a loss term, and validation reports it
         self._maybe_lpips()
-        self._build_models()
+        with torch.random.fork_rng(devices=[]):  # weight init from the run's seed, global RNG untouched
+            torch.manual_seed(derive_seed(cfg.seed, "init"))
+            self._build_models()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema)

@@ -69,10 +69,12 @@ class ModelSpec:
 
 
 def build_models(spec: ModelSpec) -> tuple[Optional[nn.Module], nn.Module]:
-    from .models.unet import build_denoiser
-
     aux = build_aux(AuxConfig.from_dict(spec.aux))
-    den = build_denoiser(spec.denoiser) if spec.denoiser is not None else None
+    den = None
+    if spec.denoiser is not None:
+        from .models.unet import build_denoiser
+
+        den = build_denoiser(spec.denoiser)
     return den, aux
 
 
