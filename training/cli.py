@@ -18,7 +18,7 @@ def _overrides(pairs: tuple[str, ...]) -> dict:
     return out
 
 
-def _run(kind: str, config: str, steps, out, device, sets):
+def _run(kind: str, config: str, steps, until, out, device, sets):
     from .config import TrainConfig
     from .trainer import Trainer
 
@@ -34,14 +34,16 @@ def _run(kind: str, config: str, steps, out, device, sets):
     if cfg.kind != kind:
         raise click.ClickException(f"{config} is a '{cfg.kind}' config, not '{kind}'")
     tr = Trainer(cfg, device=device)
-    tr.train()
+    tr.train(until=until)
     path = tr.export(tr.out / "model.safetensors")
     click.echo(json.dumps({"checkpoint": str(path), "steps": tr.step, **tr.validate()}))
 
 
 _opts = [
     click.option("--config", "-c", required=True, type=click.Path(exists=True, dir_okay=False)),
-    click.option("--steps", type=int, default=None, help="Override the number of steps."),
+    click.option("--steps", type=int, default=None, help="Override the number of steps (changes the LR schedule)."),
+    click.option("--until", type=int, default=None,
+                 help="Stop (and save) at this step without changing the schedule; rerun to resume exactly."),
     click.option("--out", type=click.Path(), default=None, help="Override the run folder (resumes if it holds state)."),
     click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)."),
     click.option("--set", "sets", multiple=True, help="Override a config key: --set lr=1e-4 (YAML value)."),
@@ -61,14 +63,14 @@ def train():
 
 @train.command("g", help="Train the auxiliary SR network g.")
 @_apply
-def train_g(config, steps, out, device, sets):
-    _run("g", config, steps, out, device, sets)
+def train_g(config, steps, until, out, device, sets):
+    _run("g", config, steps, until, out, device, sets)
 
 
 @train.command("upsr", help="Train the UPSR denoiser with a frozen g.")
 @_apply
-def train_upsr(config, steps, out, device, sets):
-    _run("upsr", config, steps, out, device, sets)
+def train_upsr(config, steps, until, out, device, sets):
+    _run("upsr", config, steps, until, out, device, sets)
 
 
 def main():

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from upsr_video.checkpoint import ModelSpec, load_checkpoint, save_checkpoint
-from upsr_video.diffusion.sampler import derive_seed, sample
+from upsr_video.diffusion.sampler import derive_seed
 from upsr_video.diffusion.schedule import SCHEDULE_PRESETS, Schedule, ScheduleConfig
 from upsr_video.diffusion.unw import UNWConfig, noise_weight
 from upsr_video.models.aux import AUX_PRESETS, AuxConfig, build_aux
-from upsr_video.pipeline import make_condition
+from upsr_video.pipeline import UPSRPipeline, make_condition
 
 from .config import TrainConfig
 from .state import has_state, load_state, save_state
@@ -264,10 +264,10 @@ class Trainer:
             if self.cfg.kind == "g":
                 out = model(lr).clamp(-1, 1)
             else:
-                y0, g = make_condition(self.aux, lr, x0.shape[-2:])
+                pipe = UPSRPipeline(model, self.aux, self.schedule.cfg, self.unw, self.device)  # pads to the net's multiple
+                y0, g = pipe.condition(lr, x0.shape[-2:])
                 eps = torch.randn(x0.shape, generator=gen).to(self.device)
-                den = lambda x, t: model(x, torch.full((1,), t, device=self.device, dtype=torch.long), g, y0)
-                out = sample(self.schedule, den, y0, g, eps, noise_weight(g, y0, self.unw))
+                out = pipe.sample(y0, g, eps)
             bic = F.interpolate(lr, size=x0.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
             to8 = lambda z: ((z[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
             ps.append(psnr_y(to8(out), to8(x0), 4))
