@@ -140,6 +140,113 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, quie
     click.echo(json.dumps(summary))
 
 
+@main.command()
+@click.argument("input", type=click.Path(exists=True))
+@click.option("--gt", type=click.Path(exists=True), default=None, help="Ground-truth frames folder or video (fidelity metrics, tOF, tLPIPS).")
+@click.option("--make-lr", type=int, default=None, help="INPUT is high-res: make the LR by bicubic down-scaling by this factor (then INPUT is the GT).")
+@click.option("--methods", default=",".join(["bicubic", "lanczos", "g", "upsr-independent", "upsr-shared", "unw-off"]), show_default=True)
+@click.option("--scale", type=int, default=4, show_default=True, help="Up-scaling factor of the comparison.")
+@click.option("--checkpoint", default=None, help="Checkpoint (default: bundled).")
+@click.option("--max-frames", type=int, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lpips-weights", default=None, help="LPIPS alex weights (.safetensors); env UPSR_LPIPS_WEIGHTS.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Report folder (JSON, CSV, PNG plots, preview).")
+def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, lpips_weights, out_dir):
+    """Run several methods on the same clip; write a table, plots and a side-by-side preview."""
+    from .checkpoint import CheckpointError, load_pipeline
+    from .eval import compare as cmp
+
+    try:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        bad = [m for m in names if m not in cmp.ALL_METHODS]
+        if bad:
+            raise UpscaleError(f"unknown method(s) {', '.join(bad)}; known: {', '.join(cmp.ALL_METHODS)}")
+        frames = cmp.read_frames(input, max_frames)
+        if make_lr:
+            gt_frames = [f[: f.shape[0] // make_lr * make_lr, : f.shape[1] // make_lr * make_lr] for f in frames]
+            lr = cmp.downscale(frames, make_lr)
+            scale = make_lr
+        else:
+            lr = frames
+            gt_frames = cmp.read_frames(gt, len(lr)) if gt else None
+            if gt_frames is not None:
+                lr = lr[: len(gt_frames)]
+        size = gt_frames[0].shape[:2] if gt_frames is not None else (lr[0].shape[0] * scale, lr[0].shape[1] * scale)
+        if gt_frames is not None:
+            gt_frames = [g[: size[0], : size[1]] for g in gt_frames]
+        pipe = None
+        if any(m not in ("bicubic", "lanczos") for m in names):
+            _, pipe = load_pipeline(checkpoint)
+        from .upscale import cuts_of_frames
+
+        cuts = cuts_of_frames(lr)
+        outputs, secs = {}, {}
+        for m in names:
+            outputs[m], secs[m] = cmp.run_method(m, lr, size, pipe, cuts, seed)
+            click.echo(f"{m}: {secs[m]:.3f} s/frame", err=True)
+        lp = None
+        if gt_frames is not None:
+            from .eval.lpips_alex import load_lpips
+
+            lp = load_lpips(lpips_weights)
+        rows, curves = cmp.evaluate(outputs, lr, gt_frames, cuts, scale, lp, secs)
+        files = cmp.write_report(out_dir, rows, curves, outputs, gt_frames, lr)
+    except (UpscaleError, CheckpointError, FileNotFoundError, ValueError) as e:
+        _fail(str(e).splitlines()[0])
+    click.echo(json.dumps({"rows": rows, "files": files, "cuts": cuts}))
+
+
+@main.command("eval")
+@click.argument("output", type=click.Path(exists=True))
+@click.option("--gt", type=click.Path(exists=True), default=None, help="Ground truth (frames folder or video): PSNR/SSIM-Y, LPIPS, tOF, tLPIPS.")
+@click.option("--input", "lr_input", type=click.Path(exists=True), default=None,
+              help="The LR input the output was made from (flow reference when there is no GT; sets the shave).")
+@click.option("--max-frames", type=int, default=None)
+@click.option("--lpips-weights", default=None, help="LPIPS alex weights (.safetensors); env UPSR_LPIPS_WEIGHTS.")
+@click.option("--out", "out_dir", default=None, type=click.Path(), help="Write table.json/csv and per-frame plots here.")
+def eval_cmd(output, gt, lr_input, max_frames, lpips_weights, out_dir):
+    """Measure fidelity (with --gt) and temporal stability of an up-scaled OUTPUT (video or frames folder)."""
+    from .eval import compare as cmp
+
+    try:
+        frames = cmp.read_frames(output, max_frames)
+        gt_frames = cmp.read_frames(gt, len(frames)) if gt else None
+        lr = cmp.read_frames(lr_input, len(frames)) if lr_input else None
+        if gt_frames is None and lr is None:
+            raise UpscaleError("give --gt or --input: temporal metrics need a flow reference")
+        h, w = frames[0].shape[:2]
+        if gt_frames is not None:
+            n = min(len(frames), len(gt_frames))
+            if gt_frames[0].shape[:2] != (h, w):
+                raise UpscaleError(f"GT is {gt_frames[0].shape[1]}x{gt_frames[0].shape[0]}, output is {w}x{h}")
+            frames, gt_frames = frames[:n], gt_frames[:n]
+        scale = h / lr[0].shape[0] if lr else 4.0
+        lr = lr[: len(frames)] if lr else [cv2_resize_like(f, scale) for f in frames]
+        from .upscale import cuts_of_frames
+
+        cuts = cuts_of_frames(lr)
+        lp = None
+        if gt_frames is not None:
+            from .eval.lpips_alex import load_lpips
+
+            lp = load_lpips(lpips_weights)
+        rows, curves = cmp.evaluate({"output": frames}, lr, gt_frames, cuts, scale, lp)
+        files = {}
+        if out_dir:
+            files = cmp.write_tables(out_dir, rows, curves)
+    except (UpscaleError, FileNotFoundError, ValueError, OSError) as e:
+        _fail(str(e).splitlines()[0])
+    click.echo(json.dumps({"frames": len(frames), "cuts": cuts, **rows[0], "files": files}))
+
+
+def cv2_resize_like(frame, scale: float):
+    """A stand-in LR frame (the output down-scaled) when only GT is given: used for cut detection only."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    return cv2.resize(frame, (max(1, round(w / scale)), max(1, round(h / scale))), interpolation=cv2.INTER_AREA)
+
+
 def _plugin(group: str, name: str):
     for ep in entry_points(group=group):
         if ep.name == name:

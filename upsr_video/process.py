@@ -85,7 +85,7 @@ def resolve_device(device: str) -> str:
 
 def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> Plan:
     from .diffusion.schedule import ScheduleConfig
-    from .startstep import choose_start_step
+    from .startstep import choose_mode, choose_start_step
 
     try:
         geom = output_geometry(info.width, info.height, opts.target, opts.scale, opts.fit)
@@ -95,10 +95,15 @@ def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> P
     factor = ch / info.height
     lo, hi = spec.train_scales
     mode = opts.resize_mode
+    measured = choose_mode(spec, factor) if mode == "auto" and abs(factor - spec.scale) > 1e-6 else None
     if mode == "auto":
-        # y0 at the target size directly only where the checkpoint was trained at that factor (random scales);
-        # otherwise run at the trained factor and resize, the input distribution the model knows
-        mode = "direct" if (lo - 1e-6 <= factor <= hi + 1e-6 and hi > lo) or abs(factor - spec.scale) < 1e-6 else "resize"
+        if measured is not None:
+            # the mode scripts/compare_scale_modes.py measured best at the nearest calibrated factor
+            mode = "resize" if measured == "resize" else "direct"
+        else:
+            # y0 at the target size directly only where the checkpoint was trained at that factor (random scales);
+            # otherwise run at the trained factor and resize, the input distribution the model knows
+            mode = "direct" if (lo - 1e-6 <= factor <= hi + 1e-6 and hi > lo) or abs(factor - spec.scale) < 1e-6 else "resize"
     if mode not in ("direct", "resize"):
         raise UpscaleError(f"resize mode must be auto, direct or resize, got {opts.resize_mode!r}")
     model_size = (ch, cw) if mode == "direct" else (info.height * spec.scale, info.width * spec.scale)
@@ -107,6 +112,8 @@ def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> P
         if not 1 <= opts.steps <= T:
             raise UpscaleError(f"--steps must be in 1..{T} for this checkpoint")
         start = None if opts.steps == T else opts.steps - 1
+    elif opts.start_step == "auto" and measured == "direct":
+        start = None  # full sampling measured best at this factor
     elif opts.start_step == "auto":
         start = choose_start_step(spec, factor if mode == "direct" else float(spec.scale), T)
     elif opts.start_step is None:
@@ -119,6 +126,20 @@ def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> P
     tb = info.time_base
     return Plan(geom, model_size, (ch, cw), start, mode, sorted(set([0] + list(cuts))), opts,
                 (tb.numerator, tb.denominator), info.colour, list(info.pts))
+
+
+def autocast_for(device: str, precision: str):
+    """The autocast context of --precision: bf16 on CPU or CUDA, fp16 on CUDA only; fp32 runs as is."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dev = torch.device(device).type
+    if precision == "fp16" and dev != "cuda":
+        raise UpscaleError("--precision fp16 needs a CUDA device (use bf16 on CPU)")
+    if precision not in ("bf16", "fp16"):
+        raise UpscaleError(f"--precision must be fp32, bf16 or fp16, got {precision!r}")
+    return torch.autocast(dev, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def to_tensor(frame: np.ndarray, device) -> torch.Tensor:
@@ -177,7 +198,8 @@ def process_segment(
     tb = plan.time_base
     from fractions import Fraction
 
-    with VideoWriter(out_path, cw, ch, Fraction(*tb), codec=opts.codec, crf=opts.crf, preset=opts.preset,
+    amp = autocast_for(str(pipe.device), opts.precision)
+    with amp, VideoWriter(out_path, cw, ch, Fraction(*tb), codec=opts.codec, crf=opts.crf, preset=opts.preset,
                      pix_fmt=opts.pix_fmt, colour=plan.colour) as writer:
         for frames, indices in iter_frames(video_path, first, stop, batch_size=opts.batch_size):
             for frame, idx in zip(frames, indices):

@@ -30,11 +30,24 @@ def lookup(table: dict, factor: float) -> Optional[int]:
     return None if v is None else int(v)
 
 
-def choose_start_step(spec, factor: float, steps: int) -> Optional[int]:
+def _table_for(spec) -> dict:
     table = spec.info.get("start_steps") or load_table()
     if table.get("checkpoint") not in (None, spec.info.get("name")):
-        return None  # calibrated for another model
-    s = lookup(table, factor)
+        return {}  # calibrated for another model
+    return table
+
+
+def choose_mode(spec, factor: float) -> Optional[str]:
+    """The measured best mode for this factor ("resize" | "direct" | "truncated"), nearest calibrated factor;
+    None when the table has no modes (the caller's heuristic decides)."""
+    modes = _table_for(spec).get("modes", {})
+    if not modes:
+        return None
+    return modes[min(modes, key=lambda k: abs(float(k) - factor))]
+
+
+def choose_start_step(spec, factor: float, steps: int) -> Optional[int]:
+    s = lookup(_table_for(spec), factor)
     if s is not None and not 0 <= s < steps:
         return None
     return s

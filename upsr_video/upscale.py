@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .checkpoint import CheckpointError, load_pipeline
-from .process import Plan, UpscaleError, UpscaleOptions, make_plan, process_segment, resolve_device
+from .process import Plan, autocast_for, UpscaleError, UpscaleOptions, make_plan, process_segment, resolve_device
 
 
 @dataclass
@@ -33,6 +33,20 @@ def check_output(output: str, overwrite: bool) -> Path:
     if not os.access(parent, os.W_OK):
         raise UpscaleError(f"output folder is not writable: {parent}")
     return out
+
+
+def cuts_of_frames(frames, threshold: Optional[float] = None) -> list[int]:
+    """Shot starts of an in-memory frame list (0 included), with the same detector as detect_cuts."""
+    import cv2
+
+    from .video import SceneCutDetector
+
+    det = SceneCutDetector() if threshold is None else SceneCutDetector(threshold=threshold)
+    cuts = [0]
+    for i, f in enumerate(frames):
+        if det.update(cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA)) and i > 0:
+            cuts.append(i)
+    return cuts
 
 
 def detect_cuts(video_path: str, threshold: Optional[float] = None, batch_size: int = 16) -> list[int]:
@@ -89,6 +103,7 @@ def upscale_video(
     if opts.threads:
         torch.set_num_threads(opts.threads)
     device = resolve_device(opts.device)
+    autocast_for(device, opts.precision)  # reject fp16 on CPU before any work
     prep = prepare(input_path, opts)
     try:
         spec, pipe = load_pipeline(opts.checkpoint, device=device)

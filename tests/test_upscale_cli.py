@@ -1,0 +1,309 @@
+"""`upsr-video upscale` end to end: frames, timestamps, audio/subtitles, sizes, determinism, segment-split
+invariance, the bundled checkpoint's quality on a real clip, and every bad input (one line, exit 2, no output).
+
+The video-path cases use a g-only checkpoint written by the test (timing, streams and geometry do not depend on
+the denoiser, and it keeps the suite fast on 2 CPU cores); determinism and segment-split invariance use a tiny
+random diffusion checkpoint; one test runs the bundled default on real frames against ground truth.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import videogen
+from upsr_video.checkpoint import ModelSpec, build_models, default_checkpoint_path, save_checkpoint
+from upsr_video.eval.fidelity import psnr_y
+from upsr_video.models.aux import AUX_PRESETS
+from upsr_video.models.unet import DENOISER_PRESETS
+from upsr_video.process import UpscaleError, UpscaleOptions
+from upsr_video.upscale import upscale_video
+
+REALSHORT = videogen.VIDEOS / "realshort.mp4"
+
+
+def decode(path):
+    """(frames RGB, pts, time_base) of the first video stream, decoded by PyAV (independent of the code under test)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames, pts = [], []
+        for f in c.decode(s):
+            frames.append(f.to_ndarray(format="rgb24"))
+            pts.append(f.pts)
+        return frames, pts, s.time_base
+
+
+def streams(path):
+    with av.open(str(path)) as c:
+        return [(s.type, s.codec_context.name, s.metadata.get("language"),
+                 float(s.duration * s.time_base) if s.duration else None) for s in c.streams]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "upsr_video", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A random upsr-tiny denoiser + compact-xs g (zero-initialised layers perturbed so the denoiser matters)."""
+    spec = ModelSpec(aux=AUX_PRESETS["compact-xs"].to_dict(), denoiser=DENOISER_PRESETS["upsr-tiny"].to_dict(),
+                     info={"name": "test-tiny"})
+    torch.manual_seed(0)
+    den, aux = build_models(spec)
+    with torch.no_grad():
+        for p in list(den.parameters()) + list(aux.parameters()):
+            p.add_(0.02 * torch.randn_like(p))
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", spec, den, aux)
+
+
+@pytest.fixture(scope="module")
+def g_ckpt(tmp_path_factory):
+    """A g-only checkpoint (the labelled fallback path): compact-xs with random weights."""
+    spec = ModelSpec(aux=AUX_PRESETS["compact-xs"].to_dict(), denoiser=None, info={"name": "test-g"})
+    torch.manual_seed(1)
+    den, aux = build_models(spec)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "g.safetensors", spec, den, aux)
+
+
+def opts(ckpt, **kw) -> UpscaleOptions:
+    kw.setdefault("scale", 2.0)
+    kw.setdefault("target", None)
+    return UpscaleOptions(checkpoint=str(ckpt), threads=2, **kw)
+
+
+# -- the real clip, through the command line --------------------------------------------------------------------
+def test_realshort_cli_keeps_frames_timestamps_and_audio(tmp_path, g_ckpt):
+    out = tmp_path / "realshort_x2.mp4"
+    r = run_cli("upscale", REALSHORT, "--scale", 2, "-o", out, "--checkpoint", g_ckpt, "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    src_frames, src_pts, src_tb = decode(REALSHORT)
+    frames, pts, tb = decode(out)
+    assert summary["frames"] == len(src_frames) == len(frames) == 36
+    assert frames[0].shape == (480, 640, 3) and summary["output_size"] == [640, 480]
+    assert tb == src_tb and pts == src_pts
+    src_s, out_s = streams(REALSHORT), streams(out)
+    assert [s[:2] for s in out_s if s[0] == "audio"] == [s[:2] for s in src_s if s[0] == "audio"]
+    vdur = (pts[-1] - pts[0] + (pts[1] - pts[0])) * float(tb)
+    adur = [s[3] for s in out_s if s[0] == "audio"][0]
+    assert abs(adur - [s[3] for s in src_s if s[0] == "audio"][0]) <= (pts[1] - pts[0]) * float(tb)  # +-1 frame
+    assert abs(adur - vdur) <= (pts[1] - pts[0]) * float(tb) + 0.05  # the source's own audio/video offset
+    assert not [p for p in tmp_path.iterdir() if p.name != out.name]  # no temporary files left behind
+
+
+def test_bundled_checkpoint_beats_bicubic_on_real_frames(tmp_path):
+    """The shipped default, 4x on frames of a real clip down-scaled 4x, against the original frames."""
+    from upsr_video.eval.sr_bench import bicubic_downscale
+
+    assert default_checkpoint_path().exists(), "the bundled default checkpoint must ship with the package"
+    frames, _, _ = decode(REALSHORT)
+    gt = [f for f in frames[:4]]
+    lr = [bicubic_downscale(f, 4) for f in gt]
+    src = videogen.write_video(tmp_path / "lr.mkv", lr, codec="ffv1", pix_fmt="yuv444p")
+    out = tmp_path / "sr.mkv"
+    summary = upscale_video(str(src), str(out), UpscaleOptions(target=None, scale=4.0, codec="ffv1",
+                                                               pix_fmt="yuv444p", threads=2))
+    assert summary["model"] == "UPSR"
+    sr, _, _ = decode(out)
+    import cv2
+
+    bic = [cv2.resize(f, (f.shape[1] * 4, f.shape[0] * 4), interpolation=cv2.INTER_CUBIC) for f in lr]
+    p_sr = np.mean([psnr_y(a, b, 4) for a, b in zip(sr, gt)])
+    p_bic = np.mean([psnr_y(a, b, 4) for a, b in zip(bic, gt)])
+    assert p_sr > p_bic + 0.3, (p_sr, p_bic)
+
+
+# -- timing, geometry, streams --------------------------------------------------------------------------------
+def test_vfr_timestamps_are_kept(tmp_path, g_ckpt):
+    src = videogen.vfr_clip(tmp_path)
+    out = tmp_path / "out.mkv"
+    upscale_video(str(src), str(out), opts(g_ckpt))
+    _, pts, tb = decode(out)
+    _, src_pts, src_tb = decode(src)
+    assert pts == src_pts == videogen.VFR_PTS and tb == src_tb
+
+
+def test_rotation_is_applied(tmp_path, g_ckpt):
+    src, stored = videogen.rotated_clip(tmp_path, 90)
+    out = tmp_path / "out.mp4"
+    upscale_video(str(src), str(out), opts(g_ckpt))
+    frames, _, _ = decode(out)
+    assert frames[0].shape == (128, 96, 3)  # stored 64x48, shown rotated: 48x64, then x2
+    from upsr_video.video import probe
+
+    assert probe(str(out)).rotation == 0  # frames are upright: no rotation tag written
+    import cv2
+
+    small = cv2.resize(frames[0], (48, 64), interpolation=cv2.INTER_AREA).astype(float)
+    cw, ccw = np.rot90(stored[0], k=-1).astype(float), np.rot90(stored[0], k=1).astype(float)
+    assert np.abs(small - cw).mean() < 0.5 * np.abs(small - ccw).mean()  # turned clockwise, as tagged
+
+
+@pytest.mark.parametrize("target,expect", [("720p", (1224, 720)), ("300x300", (300, 300)), (None, (196, 116))])
+def test_odd_input_sizes_give_exact_even_outputs(tmp_path, g_ckpt, target, expect):
+    src, _ = videogen.odd_clip(tmp_path)  # 131x77
+    out = tmp_path / "out.mp4"
+    kw = {"target": target, "scale": None} if target else {"scale": 1.5}
+    s = upscale_video(str(src), str(out), opts(g_ckpt, **kw))
+    frames, _, _ = decode(out)
+    assert len(frames) == 5 and (frames[0].shape[1], frames[0].shape[0]) == expect == tuple(s["output_size"])
+
+
+def test_ten_bit_input(tmp_path, g_ckpt):
+    src, _ = videogen.tenbit_clip(tmp_path)
+    out = tmp_path / "out.mkv"
+    upscale_video(str(src), str(out), opts(g_ckpt, pix_fmt="yuv420p10le", codec="ffv1"))
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+    assert len(decode(out)[0]) == 8
+
+
+def test_subtitles_and_languages_are_kept(tmp_path, g_ckpt):
+    src = videogen.subtitle_clip(tmp_path)
+    out = tmp_path / "out.mkv"
+    upscale_video(str(src), str(out), opts(g_ckpt))
+    kinds = {(t, lang) for t, _, lang, _ in streams(out)}
+    assert ("audio", "eng") in kinds and ("subtitle", "fra") in kinds
+
+
+def test_scene_cut_starts_a_new_shot(tmp_path, g_ckpt):
+    src, cut = videogen.cut_clip(tmp_path)
+    s = upscale_video(str(src), str(tmp_path / "o.mp4"), opts(g_ckpt))
+    assert s["shots"] == 2
+
+
+# -- determinism and segment-split invariance -------------------------------------------------------------------
+def test_fixed_seed_is_deterministic_and_seed_matters(tmp_path, tiny_ckpt):
+    src = videogen.cfr_clip(tmp_path, n=4, audio=False)
+    a, b, c = (tmp_path / f"{k}.mkv" for k in "abc")
+    for path, seed in ((a, 3), (b, 3), (c, 4)):
+        upscale_video(str(src), str(path), opts(tiny_ckpt, seed=seed, codec="ffv1", pix_fmt="yuv444p", resize_mode="direct"))
+    fa, fb, fc = (decode(p)[0] for p in (a, b, c))
+    assert all(np.array_equal(x, y) for x, y in zip(fa, fb))
+    assert not all(np.array_equal(x, y) for x, y in zip(fa, fc))
+
+
+@pytest.mark.parametrize("mode", ["shared", "independent"])
+def test_segment_split_invariance(tmp_path, tiny_ckpt, mode):
+    """Frames [0, N) in one piece == pieces [0, k) + [k, N) (context frames warm the temporal state)."""
+    from upsr_video.checkpoint import load_pipeline
+    from upsr_video.process import process_segment
+    from upsr_video.upscale import prepare
+    from upsr_video.video import finalize
+
+    src, cut = videogen.cut_clip(tmp_path, before=5, after=5)
+    o = opts(tiny_ckpt, temporal=mode, codec="ffv1", pix_fmt="yuv444p", resize_mode="direct")
+    prep = prepare(str(src), o)
+    _, pipe = load_pipeline(o.checkpoint)
+    n = prep.info.num_frames
+    whole = tmp_path / "whole.mkv"
+    process_segment(str(src), 0, n, prep.plan, pipe, str(tmp_path / "w.part.mkv"))
+    finalize([str(tmp_path / "w.part.mkv")], str(src), str(whole))
+    parts = []
+    assert cut == 5
+    for i, (a, b) in enumerate([(0, 2), (2, 7), (7, n)]):  # the middle piece spans the cut; 7 is 2 frames past it
+        p = tmp_path / f"p{i}.part.mkv"
+        process_segment(str(src), a, b, prep.plan, pipe, str(p))
+        parts.append(str(p))
+    pieces = tmp_path / "pieces.mkv"
+    finalize(parts, str(src), str(pieces))
+    (fw, pw, _), (fp, pp, _) = decode(whole), decode(pieces)
+    assert pw == pp and len(fw) == n
+    assert all(np.array_equal(x, y) for x, y in zip(fw, fp))
+
+
+# -- bad input: one line, exit 2, nothing written ---------------------------------------------------------------
+def _assert_clean_failure(r, folder, needle):
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not [p for p in Path(folder).iterdir() if p.name.startswith((".out", "out"))]
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "audio_only", "truncated", "no_frames", "bad_target",
+                                  "bad_start_step", "fp16_cpu", "exists", "bad_container"])
+def test_bad_input_fails_cleanly(tmp_path, g_ckpt, case):
+    out = tmp_path / "out.mp4"
+    extra = []
+    if case == "missing":
+        src, needle = tmp_path / "nope.mp4", "not found"
+    elif case == "text":
+        src, needle = videogen.text_file(tmp_path), "not a video"
+    elif case == "audio_only":
+        src, needle = videogen.audio_only(tmp_path), "video"
+    elif case == "truncated":
+        src, needle = videogen.truncated(videogen.cfr_clip(tmp_path, n=40, faststart=True), tmp_path), "trunc"
+    elif case == "no_frames":
+        src, needle = _zero_frame_video(tmp_path), "frames"
+    else:
+        src = videogen.cfr_clip(tmp_path, n=4, audio=False, name="src.mp4")
+        if case == "bad_target":
+            extra, needle = ["--target", "720i"], "target"
+        elif case == "bad_start_step":
+            extra, needle = ["--start-step", "7"], "start-step"
+        elif case == "fp16_cpu":
+            extra, needle = ["--precision", "fp16", "--device", "cpu"], "fp16"
+        elif case == "exists":
+            out.write_bytes(b"keep me")
+            needle = "exists"
+        elif case == "bad_container":
+            out, needle = tmp_path / "out.avi", "container"
+    args = ["upscale", src, "-o", out, "--checkpoint", g_ckpt, "--quiet"] + (extra or ["--scale", "2"])
+    r = run_cli(*args)
+    if case == "exists":
+        assert r.returncode == 2 and out.read_bytes() == b"keep me" and "exists" in r.stderr
+        return
+    _assert_clean_failure(r, tmp_path, needle.lower() if needle.islower() else needle)
+
+
+def _zero_frame_video(folder) -> Path:
+    """A Matroska file with a video stream that has no frames (and an audio track, so the file is written)."""
+    path = Path(folder) / "empty.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv444p"
+        a = c.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        samples = videogen.tone(0.2)
+        for k in range(0, samples.shape[1], 1024):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 48000, k
+            for p in a.encode(af):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return path
+
+
+def test_write_failure_leaves_no_partial_output(tmp_path, g_ckpt, monkeypatch):
+    """A disk-full error mid-encode: one clean error, no output and no temporary files."""
+    import errno
+
+    from upsr_video.video import writer as writer_mod
+
+    src = videogen.cfr_clip(tmp_path, n=6, audio=False, name="src.mp4")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    calls = {"n": 0}
+    real_write = writer_mod.VideoWriter.write
+
+    def failing(self, frame, pts):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, frame, pts)
+
+    monkeypatch.setattr(writer_mod.VideoWriter, "write", failing)
+    with pytest.raises(UpscaleError, match="No space left"):
+        upscale_video(str(src), str(out_dir / "o.mp4"), opts(g_ckpt))
+    assert list(out_dir.iterdir()) == []
