@@ -1,0 +1,175 @@
+"""Calibrate the start step of the truncated reverse process per scale factor (Diff-SR's "perceptual
+recoverable field", brought into UPSR) and write the table the `--start-step auto` option reads.
+
+    python scripts/calibrate_start_step.py                       # bundled checkpoint, writes the shipped table
+    python scripts/calibrate_start_step.py --checkpoint runs/upsr-small/model.safetensors --out /tmp/t.json
+
+Calibration set: the images the training run held out of its pool (every 20th of train_hr, never Set5/Set14/Vid4),
+centre crops of 240x240 so every factor divides exactly. For each factor the LR is made with the same
+antialiased bicubic as every benchmark here; y0 and g are built at the target size ("direct" mode) and the
+sampler starts at s (x_s = g + eta_s (y0 - g) + kappa sqrt(eta_s) w_u eps) or from the prior ("full").
+Rule: among the s with PSNR-Y >= bicubic + 0.5 dB, the cheapest whose LPIPS is within 1% of the best (so a
+flat curve costs one denoiser call, not five); if none qualifies, the s with the best PSNR-Y. Writes the JSON table and a plot of PSNR-Y and LPIPS against s, per factor.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from upsr_video.checkpoint import default_checkpoint_path, load_pipeline
+from upsr_video.eval.fidelity import psnr_y
+from upsr_video.eval.lpips_alex import load_lpips
+from upsr_video.eval.sr_bench import bicubic_downscale, read_rgb, to_tensor, to_uint8
+from upsr_video.startstep import TABLE_PATH
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FACTORS = [1.5, 2.0, 3.0, 4.0, 6.0, 8.0]
+RULE = ("on held-out training-pool crops: among s with PSNR-Y >= bicubic + 0.5 dB, the smallest s whose LPIPS is "
+        "within {tie:.0%} of the best; if none, the best PSNR-Y")
+
+
+def calibration_images(every: int = 20, crop: int = 240) -> list[np.ndarray]:
+    """Held-out images of the training pool (the split training/data.holdout_split makes), centre-cropped."""
+    from training.data import holdout_split
+
+    _, val = holdout_split([SHARED / "data/images/train_hr"], every)
+    out = []
+    for p in val:
+        im = read_rgb(Path(p))
+        h, w = im.shape[:2]
+        y, x = (h - crop) // 2, (w - crop) // 2
+        out.append(np.ascontiguousarray(im[y : y + crop, x : x + crop]))
+    return out
+
+
+def measure(pipe, images, factor: float, start, lp, seed: int) -> dict:
+    ps, ls, secs = [], [], []
+    shave = int(np.ceil(factor))
+    for i, hr in enumerate(images):
+        lr = to_tensor(bicubic_downscale(hr, factor))
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            if start == "bicubic":
+                out = torch.nn.functional.interpolate(lr, size=hr.shape[:2], mode="bicubic", align_corners=False)
+            elif start == "g":
+                out = pipe.condition(lr, hr.shape[:2])[1]
+            else:
+                out = pipe(lr, seed=seed + i, out_size=hr.shape[:2], start_step=start)
+        secs.append(time.perf_counter() - t0)
+        o8 = to_uint8(out)
+        ps.append(psnr_y(o8, hr, shave))
+        with torch.no_grad():
+            ls.append(float(lp(to_tensor(o8), to_tensor(hr)).mean()))
+    return {"psnr_y": float(np.mean(ps)), "lpips": float(np.mean(ls)), "seconds": float(np.median(secs))}
+
+
+def choose(curve: dict, bic_psnr: float, margin: float = 0.5, tie: float = 0.01):
+    """(s, meets_bar): among the s with PSNR-Y >= bicubic + margin, the cheapest (smallest s) whose LPIPS is within
+    `tie` (relative) of the best one; if none qualifies, the best PSNR-Y. A flat curve thus costs 1 denoiser call."""
+    ok = {k: v for k, v in curve.items() if v["psnr_y"] >= bic_psnr + margin}
+    if not ok:
+        best = max(curve, key=lambda k: curve[k]["psnr_y"])
+        return (None if best == "full" else int(best)), False
+    floor = min(v["lpips"] for v in ok.values())
+    near = [k for k, v in ok.items() if v["lpips"] <= floor * (1 + tie)]
+    best = min(near, key=lambda k: float("inf") if k == "full" else int(k))
+    return (None if best == "full" else int(best)), True
+
+
+def plot(results: dict, path: Path, T: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    xs = list(range(T)) + [T]
+    for f, r in results.items():
+        c = r["curve"]
+        keys = [str(s) for s in range(T)] + ["full"]
+        for ax, m in zip(axes, ("psnr_y", "lpips")):
+            line = ax.plot(xs, [c[k][m] for k in keys], marker="o", label=f"x{f:g}")[0]
+            ax.axhline(r["bicubic"][m], color=line.get_color(), ls=":", lw=0.8)
+    for ax, m in zip(axes, ("PSNR-Y (dB)", "LPIPS-alex")):
+        ax.set_xticks(xs, [str(s) for s in range(T)] + ["full\n(prior)"])
+        ax.set_xlabel("start step s")
+        ax.set_ylabel(m)
+        ax.grid(alpha=0.3)
+    axes[0].legend(ncol=2, fontsize=8)
+    axes[0].set_title("PSNR-Y vs start step (dotted: bicubic)")
+    axes[1].set_title("LPIPS vs start step (dotted: bicubic)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(default_checkpoint_path()))
+    ap.add_argument("--factors", default=",".join(f"{f:g}" for f in FACTORS))
+    ap.add_argument("--lpips-weights", default=os.environ.get("UPSR_LPIPS_WEIGHTS", str(SHARED / "weights/lpips_alex_v0.1.safetensors")))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--crop", type=int, default=240)
+    ap.add_argument("--out", default=str(TABLE_PATH), help="table JSON (default: the one the package ships)")
+    ap.add_argument("--plot", default=str(ROOT / "reports/start_step_calibration.png"))
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--tie", type=float, default=0.01, help="relative LPIPS within which the cheaper s wins")
+    ap.add_argument("--rechoose", action="store_true", help="re-apply the rule to the curves already in --out")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.rechoose:
+        out = json.loads(Path(a.out).read_text())
+        for f, r in out["curves"].items():
+            r["chosen"], r["meets_bar"] = choose(r["curve"], r["bicubic"]["psnr_y"], tie=a.tie)
+            out["factors"][f] = r["chosen"]
+        out["rule"] = RULE.format(tie=a.tie)
+        Path(a.out).write_text(json.dumps(out, indent=1))
+        print(json.dumps({"table": out["factors"]}))
+        return 0
+    spec, pipe = load_pipeline(a.checkpoint)
+    if not pipe.is_diffusion:
+        print("error: the checkpoint has no denoiser", file=sys.stderr)
+        return 2
+    T = pipe.schedule.T
+    lp = load_lpips(a.lpips_weights)
+    images = calibration_images(crop=a.crop)
+    results, table = {}, {}
+    for f in [float(x) for x in a.factors.split(",")]:
+        bic = measure(pipe, images, f, "bicubic", lp, a.seed)
+        g = measure(pipe, images, f, "g", lp, a.seed)
+        curve = {str(s): measure(pipe, images, f, s, lp, a.seed) for s in range(T)}
+        curve["full"] = measure(pipe, images, f, None, lp, a.seed)
+        s, ok = choose(curve, bic["psnr_y"], tie=a.tie)
+        results[f] = {"bicubic": bic, "g": g, "curve": curve, "chosen": s, "meets_bar": ok}
+        table[f"{f:g}"] = s
+        print(f"x{f:g}: bicubic {bic['psnr_y']:.2f} dB / {bic['lpips']:.3f}; g {g['psnr_y']:.2f} / {g['lpips']:.3f}")
+        for k, v in curve.items():
+            mark = " <-" if (k == "full" and s is None) or k == str(s) else ""
+            print(f"   s={k:>4s}: PSNR-Y {v['psnr_y']:6.2f} ({v['psnr_y'] - bic['psnr_y']:+.2f})  LPIPS {v['lpips']:.4f}  {v['seconds']:.3f} s{mark}")
+    out = {
+        "checkpoint": spec.info.get("name"),
+        "schedule": spec.schedule,
+        "rule": RULE.format(tie=a.tie),
+        "calibration_set": f"train_hr held-out (every 20th), {len(images)} centre crops {a.crop}x{a.crop}",
+        "factors": table,
+        "curves": {f"{f:g}": r for f, r in results.items()},
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    plot(results, Path(a.plot), T)
+    print(json.dumps({"table": table, "json": a.out, "plot": a.plot}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
