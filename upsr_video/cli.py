@@ -100,7 +100,7 @@ def build_options(kw: dict) -> UpscaleOptions:
 @click.argument("input", type=click.Path())
 @click.option("-o", "--output", default=None, help="Output file (default: INPUT stem + _upsr.mp4).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--workers", type=int, default=None, help="Run segments on N Ray actors (local Ray instance).")
+@click.option("--workers", type=int, default=None, help="Run segments on N Ray actors (local Ray instance; with --ray-address and no N: one per GPU, else per CPU).")
 @click.option("--ray-address", default=None, help="Join a Ray cluster: auto or host:port.")
 @click.option("--segment-frames", type=int, default=None, help="Frames per segment for --workers.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
@@ -118,7 +118,7 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, quie
             raise UpscaleError(f"input not found: {input}")
         if workers or ray_address:
             runner = _plugin("upsr_video.runners", "ray")
-            summary = runner(input, output, opts, overwrite=overwrite, workers=workers or 1,
+            summary = runner(input, output, opts, overwrite=overwrite, workers=workers,
                              address=ray_address, segment_frames=segment_frames, quiet=quiet)
         else:
             from .upscale import upscale_video
