@@ -215,7 +215,7 @@ class Trainer:
             self.step += 1
             losses.append(float(total.detach()))
             if self.step % self.cfg.log_every == 0 or self.step == end:
-                self._log({"step": self.step, "loss": float(total), **terms, "grad_norm": float(gnorm),
+                self._log({"step": self.step, "loss": float(total.detach()), **terms, "grad_norm": float(gnorm),
                            "lr": lr_at(self.cfg, self.step - 1), "s_per_step": (time.time() - t0) / len(losses)})
             if self.step % self.cfg.ckpt_every == 0 or self.step == end:
                 save_state(self.out / "state", self.step, self.model, self.ema.model, self.opt, self.cfg.to_dict())

@@ -177,6 +177,11 @@ def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, lp
         pipe = None
         if any(m not in ("bicubic", "lanczos") for m in names):
             _, pipe = load_pipeline(checkpoint)
+        lp = None
+        if gt_frames is not None:  # before the long part: a missing weights file fails at once
+            from .eval.lpips_alex import load_lpips
+
+            lp = load_lpips(lpips_weights)
         from .upscale import cuts_of_frames
 
         cuts = cuts_of_frames(lr)
@@ -184,11 +189,6 @@ def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, lp
         for m in names:
             outputs[m], secs[m] = cmp.run_method(m, lr, size, pipe, cuts, seed)
             click.echo(f"{m}: {secs[m]:.3f} s/frame", err=True)
-        lp = None
-        if gt_frames is not None:
-            from .eval.lpips_alex import load_lpips
-
-            lp = load_lpips(lpips_weights)
         rows, curves = cmp.evaluate(outputs, lr, gt_frames, cuts, scale, lp, secs)
         files = cmp.write_report(out_dir, rows, curves, outputs, gt_frames, lr)
     except (UpscaleError, CheckpointError, FileNotFoundError, ValueError) as e:
