@@ -8,10 +8,8 @@ random diffusion checkpoint; one test runs the bundled default on real frames ag
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -244,7 +242,7 @@ def test_bad_input_fails_cleanly(tmp_path, g_ckpt, case):
     elif case == "truncated":
         src, needle = videogen.truncated(videogen.cfr_clip(tmp_path, n=40, faststart=True), tmp_path), "trunc"
     elif case == "no_frames":
-        src, needle = _zero_frame_video(tmp_path), "frames"
+        src, needle = videogen.no_frames_clip(tmp_path), "frames"
     else:
         src = videogen.cfr_clip(tmp_path, n=4, audio=False, name="src.mp4")
         if case == "bad_target":
@@ -264,25 +262,6 @@ def test_bad_input_fails_cleanly(tmp_path, g_ckpt, case):
         assert r.returncode == 2 and out.read_bytes() == b"keep me" and "exists" in r.stderr
         return
     _assert_clean_failure(r, tmp_path, needle.lower() if needle.islower() else needle)
-
-
-def _zero_frame_video(folder) -> Path:
-    """A Matroska file with a video stream that has no frames (and an audio track, so the file is written)."""
-    path = Path(folder) / "empty.mkv"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("ffv1", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv444p"
-        a = c.add_stream("aac", rate=48000)
-        a.layout = "mono"
-        samples = videogen.tone(0.2)
-        for k in range(0, samples.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp", layout="mono")
-            af.sample_rate, af.pts = 48000, k
-            for p in a.encode(af):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
-    return path
 
 
 def test_write_failure_leaves_no_partial_output(tmp_path, g_ckpt, monkeypatch):

@@ -42,6 +42,19 @@ def tone(seconds: float, rate: int = 48000, channels: int = 1) -> np.ndarray:
     return np.repeat((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], channels, axis=0)
 
 
+def mux_tone(container, stream, seconds: float) -> None:
+    """Encode a mono 48 kHz tone of `seconds` into an audio `stream` of `container` and flush the encoder."""
+    samples = tone(seconds)
+    fs = stream.codec_context.frame_size or 1024
+    for k in range(0, samples.shape[1], fs):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + fs]), format="fltp", layout="mono")
+        af.sample_rate, af.pts, af.time_base = 48000, k, Fraction(1, 48000)
+        for p in stream.encode(af):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
+
+
 def write_video(path, frames: Sequence[np.ndarray], pts: Optional[Sequence[int]] = None,
                 time_base: Fraction = Fraction(1, 25), codec: str = "libx264", pix_fmt: str = "yuv420p",
                 options: Optional[dict] = None, rotation: Optional[int] = None, colour: Optional[dict] = None,
@@ -99,16 +112,7 @@ def write_video(path, frames: Sequence[np.ndarray], pts: Optional[Sequence[int]]
             c.mux(p)
         if aus is not None:
             last = pts[-1] + (pts[-1] - pts[0]) / max(1, n - 1) if n > 1 else pts[-1] + 1
-            samples = tone(float((last - pts[0]) * time_base))
-            fs = aus.codec_context.frame_size or 1024
-            for k in range(0, samples.shape[1], fs):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + fs]), format="fltp",
-                                                layout="mono")
-                af.sample_rate, af.pts, af.time_base = 48000, k, Fraction(1, 48000)
-                for p in aus.encode(af):
-                    c.mux(p)
-            for p in aus.encode():
-                c.mux(p)
+            mux_tone(c, aus, float((last - pts[0]) * time_base))
         if ss is not None:
             from av.subtitles.subtitle import SubtitleSet
 
@@ -166,15 +170,7 @@ def audio_only(folder, name: str = "audio.m4a") -> Path:
     with av.open(str(path), "w") as c:
         s = c.add_stream("aac", rate=48000)
         s.layout = "mono"
-        samples = tone(0.5)
-        for k in range(0, samples.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp",
-                                            layout="mono")
-            af.sample_rate, af.pts = 48000, k
-            for p in s.encode(af):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+        mux_tone(c, s, 0.5)
     return path
 
 
@@ -186,15 +182,7 @@ def no_frames_clip(folder, name: str = "noframes.mkv") -> Path:
         vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv444p"
         s = c.add_stream("aac", rate=48000)
         s.layout = "mono"
-        samples = tone(0.3)
-        for k in range(0, samples.shape[1], 1024):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp",
-                                            layout="mono")
-            af.sample_rate, af.pts = 48000, k
-            for p in s.encode(af):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+        mux_tone(c, s, 0.3)
     return path
 
 
