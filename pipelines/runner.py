@@ -505,25 +505,12 @@ def run_distributed(
 
             ray.shutdown()
     shutil.rmtree(work, ignore_errors=True)
-    secs = time.perf_counter() - t0
+    from upsr_video.upscale import run_summary
+
     prep = job.prep
-    frames = len(prep.plan.pts)
     return {
-        "input": str(input),
-        "output": str(out),
-        "frames": frames,
-        "input_size": [prep.info.width, prep.info.height],
-        "output_size": list(prep.plan.geometry.canvas),
-        "model": "UPSR" if engine.spec.denoiser is not None else "g only (fallback: checkpoint has no denoiser)",
-        "checkpoint": str(opts.checkpoint or "bundled default"),
-        "resize_mode": prep.plan.resize_mode,
-        "start_step": prep.plan.start_step,
-        "temporal": opts.temporal,
-        "shots": len(prep.plan.cuts),
-        "seconds": round(secs, 3),
-        "model_seconds": round(job.model_seconds, 3),
-        "fps": round(frames / secs, 4) if secs > 0 else None,
-        "seconds_per_frame": round(secs / max(1, frames), 4),
+        **run_summary(input, out, prep, opts, len(prep.plan.pts), time.perf_counter() - t0, job.model_seconds,
+                      engine.spec.denoiser is not None),
         "workers": n_workers,
         "segments": len(job.segments),
         "split": [[s.start, s.stop] for s in job.segments],

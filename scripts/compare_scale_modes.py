@@ -62,8 +62,9 @@ def image_scores(pipe, pairs, factor: float, mode: str, start, lp, seed: int) ->
 
 
 def video_ewarp(pipe, gt: list[np.ndarray], factor: float, mode: str, start, seed: int) -> dict:
-    h, w = gt[0].shape[:2]
-    gt = [f[: int(h // factor * factor) if float(factor).is_integer() else h, : int(w // factor * factor) if float(factor).is_integer() else w] for f in gt]
+    if float(factor).is_integer():  # crop so that HR = factor x LR exactly
+        h, w = gt[0].shape[:2]
+        gt = [f[: int(h // factor * factor), : int(w // factor * factor)] for f in gt]
     size = gt[0].shape[:2]
     lrs = [bicubic_downscale(f, factor) for f in gt]
     outs, secs = [], []

@@ -252,6 +252,7 @@ class Trainer:
         files = self.val_files[: self.cfg.val_images]
         ps, lp, ps_bic = [], [], []
         gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "val"))
+        pipe = None if self.cfg.kind == "g" else UPSRPipeline(model, self.aux, self.schedule.cfg, self.unw, self.device)
         for f in files:
             hr = load_image(f)  # [3,H,W] in [0,1]
             c = self.cfg.val_crop
@@ -264,7 +265,6 @@ class Trainer:
             if self.cfg.kind == "g":
                 out = model(lr).clamp(-1, 1)
             else:
-                pipe = UPSRPipeline(model, self.aux, self.schedule.cfg, self.unw, self.device)  # pads to the net's multiple
                 y0, g = pipe.condition(lr, x0.shape[-2:])
                 eps = torch.randn(x0.shape, generator=gen).to(self.device)
                 out = pipe.sample(y0, g, eps)

@@ -221,7 +221,7 @@ def eval_cmd(output, gt, lr_input, max_frames, lpips_weights, out_dir):
                 raise UpscaleError(f"GT is {gt_frames[0].shape[1]}x{gt_frames[0].shape[0]}, output is {w}x{h}")
             frames, gt_frames = frames[:n], gt_frames[:n]
         scale = h / lr[0].shape[0] if lr else 4.0
-        lr = lr[: len(frames)] if lr else [cv2_resize_like(f, scale) for f in frames]
+        lr = lr[: len(frames)] if lr else [_stand_in_lr(f, scale) for f in frames]
         from .upscale import cuts_of_frames
 
         cuts = cuts_of_frames(lr)
@@ -239,7 +239,7 @@ def eval_cmd(output, gt, lr_input, max_frames, lpips_weights, out_dir):
     click.echo(json.dumps({"frames": len(frames), "cuts": cuts, **rows[0], "files": files}))
 
 
-def cv2_resize_like(frame, scale: float):
+def _stand_in_lr(frame, scale: float):
     """A stand-in LR frame (the output down-scaled) when only GT is given: used for cut detection only."""
     import cv2
 

@@ -20,13 +20,17 @@ def load_table(path: Path = TABLE_PATH) -> dict:
     return json.loads(path.read_text())
 
 
+def _nearest(entries: dict, factor: float):
+    """The value of the entry whose factor key is nearest to `factor` (clamped at both ends)."""
+    return entries[min(entries, key=lambda k: abs(float(k) - factor))]
+
+
 def lookup(table: dict, factor: float) -> Optional[int]:
-    """Entry of the nearest calibrated factor (clamped at both ends); None = full prior start."""
+    """Start step of the nearest calibrated factor; None = full prior start (or no table)."""
     entries = table.get("factors", {})
     if not entries:
         return None
-    best = min(entries, key=lambda k: abs(float(k) - factor))
-    v = entries[best]
+    v = _nearest(entries, factor)
     return None if v is None else int(v)
 
 
@@ -43,7 +47,7 @@ def choose_mode(spec, factor: float) -> Optional[str]:
     modes = _table_for(spec).get("modes", {})
     if not modes:
         return None
-    return modes[min(modes, key=lambda k: abs(float(k) - factor))]
+    return _nearest(modes, factor)
 
 
 def choose_start_step(spec, factor: float, steps: int) -> Optional[int]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 
 from .checkpoint import CheckpointError, load_pipeline
 from .process import Plan, autocast_for, UpscaleError, UpscaleOptions, make_plan, process_segment, resolve_device
@@ -36,7 +35,8 @@ def check_output(output: str, overwrite: bool) -> Path:
 
 
 def cuts_of_frames(frames, threshold: Optional[float] = None) -> list[int]:
-    """Shot starts of an in-memory frame list (0 included), with the same detector as detect_cuts."""
+    """Shot starts (0 included) of frames 0, 1, 2, ... given in order (a list or a stream), each judged on a 64x36
+    copy by the scene-cut detector."""
     import cv2
 
     from .video import SceneCutDetector
@@ -50,19 +50,11 @@ def cuts_of_frames(frames, threshold: Optional[float] = None) -> list[int]:
 
 
 def detect_cuts(video_path: str, threshold: Optional[float] = None, batch_size: int = 16) -> list[int]:
-    """Shot starts of the whole video (0 included), from a pass over downscaled frames."""
-    import cv2
+    """Shot starts of the whole video (0 included), from one streamed pass over its frames."""
+    from .video import iter_frames
 
-    from .video import SceneCutDetector, iter_frames
-
-    det = SceneCutDetector() if threshold is None else SceneCutDetector(threshold=threshold)
-    cuts = [0]
-    for frames, indices in iter_frames(video_path, 0, None, batch_size=batch_size):
-        for f, i in zip(frames, indices):
-            small = cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA)
-            if det.update(small) and i > 0:
-                cuts.append(i)
-    return cuts
+    return cuts_of_frames((f for frames, _ in iter_frames(video_path, 0, None, batch_size=batch_size) for f in frames),
+                          threshold)
 
 
 def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[list[int]] = None) -> Prepared:
@@ -123,21 +115,27 @@ def upscale_video(
     finally:
         if part.exists():
             part.unlink()
-    secs = time.perf_counter() - t0
+    return run_summary(input_path, out, prep, opts, res.frames, time.perf_counter() - t0, res.model_seconds,
+                       pipe.is_diffusion)
+
+
+def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: int, secs: float,
+                model_seconds: float, is_diffusion: bool) -> dict:
+    """The JSON summary of one up-scaled video; the local and the distributed drivers both print it."""
     return {
         "input": str(input_path),
         "output": str(out),
-        "frames": res.frames,
+        "frames": frames,
         "input_size": [prep.info.width, prep.info.height],
         "output_size": list(prep.plan.geometry.canvas),
-        "model": "UPSR" if pipe.is_diffusion else "g only (fallback: checkpoint has no denoiser)",
+        "model": "UPSR" if is_diffusion else "g only (fallback: checkpoint has no denoiser)",
         "checkpoint": str(opts.checkpoint or "bundled default"),
         "resize_mode": prep.plan.resize_mode,
         "start_step": prep.plan.start_step,
         "temporal": opts.temporal,
         "shots": len(prep.plan.cuts),
         "seconds": round(secs, 3),
-        "model_seconds": round(res.model_seconds, 3),
-        "fps": round(res.frames / secs, 4) if secs > 0 else None,
-        "seconds_per_frame": round(secs / max(1, res.frames), 4),
+        "model_seconds": round(model_seconds, 3),
+        "fps": round(frames / secs, 4) if secs > 0 else None,
+        "seconds_per_frame": round(secs / max(1, frames), 4),
     }
