@@ -30,6 +30,8 @@ class TrainConfig:
     ckpt_every: int = 250
     val_images: int = 6
     val_crop: int = 192
+    val_scales: tuple[float, ...] = (4.0,)  # validation factors (PSNR-Y gain over bicubic reported per factor)
+    val_start_step: Optional[int] = None  # denoiser validation: truncated start step (None = full sampling)
     threads: int = 0  # torch CPU threads (0 = torch default)
     data: dict = field(default_factory=lambda: {"sources": ["../shared/data/images/train_hr"], "holdout_every": 20})
     degradation: dict = field(default_factory=lambda: {"mode": "bicubic"})
@@ -49,7 +51,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training config keys: {sorted(unknown)}")
         d = dict(d)
-        for k in ("betas", "scales"):
+        for k in ("betas", "scales", "val_scales"):
             if k in d:
                 d[k] = tuple(float(x) for x in d[k])
         return cls(**d)
@@ -62,5 +64,5 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["betas"], d["scales"] = list(self.betas), list(self.scales)
+        d["betas"], d["scales"], d["val_scales"] = list(self.betas), list(self.scales), list(self.val_scales)
         return d

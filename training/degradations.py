@@ -15,6 +15,14 @@ it per batch); JPEG is real libjpeg (4:2:0) rather than the differentiable DiffJ
 USM-sharpened; the LR size is round(H/scale), so any scale factor works. The stage-1 ranges are relative
 to the HR image as in Real-ESRGAN, so small scale factors still see strong degradations.
 
+"video" mode (footage as users have it): optional camera/lens blur (isotropic or anisotropic Gaussian; the
+BD benchmark's sigma 1.6 lies inside the range) -> one down-scale to the LR size by a scaler drawn from
+resize_modes (area, bicubic with anti-aliasing like ffmpeg's scalers, bilinear point sampling at pixel
+centres like BD decimation) -> optional sensor noise -> optional real codec round trip (training.codec: H.264
+at a CRF, MPEG-4/MPEG-2 at a quantiser, 4:2:0 chroma, intra or inter-coded). One degradation, not two
+stages: video is rarely re-encoded through a JPEG-like second pass, and the heavy Real-ESRGAN stage-1 resize
+would make small factors see x6 degradations.
+
 "bicubic" mode: F.interpolate(mode="bicubic", antialias=True) to round(H/scale). With antialiasing the
 cubic kernel (a = -0.5) is widened by the scale factor, which is what MATLAB's imresize does; on Set5 it
 reproduces the benchmark's MATLAB-made x4 LR images to about 55 dB PSNR (edge handling differs).
@@ -32,8 +40,8 @@ from torch import Tensor
 
 from . import kernels as K
 
-MODES = ("realesrgan", "bicubic")
-RESIZE_MODES = ("area", "bilinear", "bicubic")
+MODES = ("realesrgan", "bicubic", "video")
+RESIZE_MODES = ("area", "bilinear", "bicubic", "bicubic_aa")
 _DEFAULT_KPROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # order of kernels.KERNEL_TYPES
 
 
@@ -85,6 +93,13 @@ class DegradationConfig:
     # final
     final_sinc_prob: float = 0.8
     final_kernel_range: tuple[int, int] = (7, 21)
+    # video mode: codec round trip (weights over training.codec.CODECS = h264, mpeg4, mpeg2)
+    codec_prob: float = 0.7
+    codec_weights: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    crf_range: tuple[float, float] = (18.0, 38.0)
+    qscale_range: tuple[float, float] = (2.0, 14.0)
+    codec_motion_prob: float = 0.5
+    codec_shift_max: int = 3
 
     def __post_init__(self):
         for f in fields(self):
@@ -111,6 +126,8 @@ class DegradationConfig:
         for name in ("kernel_prob", "kernel_prob2"):
             if len(getattr(self, name)) != len(K.KERNEL_TYPES):
                 raise ValueError(f"{name} needs {len(K.KERNEL_TYPES)} weights for {', '.join(K.KERNEL_TYPES)}")
+        if len(self.codec_weights) != 3:
+            raise ValueError("codec_weights needs 3 weights (h264, mpeg4, mpeg2)")
         for name in ("resize_prob", "resize_prob2"):
             if len(getattr(self, name)) != 3:
                 raise ValueError(f"{name} needs 3 weights (up, down, keep)")
@@ -194,6 +211,8 @@ def resize(x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
         return x
     if mode == "area":
         return F.interpolate(x, size=size, mode="area")
+    if mode == "bicubic_aa":
+        return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
@@ -331,7 +350,48 @@ def degrade(hr: Tensor, scale: float, cfg: DegradationConfig, generator: torch.G
     if cfg.mode == "bicubic":
         lr = F.interpolate(x, size=out_hw, mode="bicubic", align_corners=False, antialias=True)
         return _quantise(lr)
+    if cfg.mode == "video":
+        return _quantise(_video(x, out_hw, cfg, generator))
     return _quantise(_realesrgan(x, scale, out_hw, cfg, generator))
+
+
+def _video(x: Tensor, out_hw: tuple[int, int], cfg: DegradationConfig, gen) -> Tensor:
+    n = x.shape[0]
+    grid = cfg.kernel_range[1]
+    k = K.random_blur_kernels(
+        gen, n, cfg.kernel_range, cfg.kernel_prob, cfg.blur_sigma, cfg.betag_range, cfg.betap_range, cfg.sinc_prob, grid
+    )
+    blur = _rand(gen, n) < cfg.blur_prob
+    x = filter2d(x, torch.where(blur.view(-1, 1, 1), k, K.identity_kernels(n, grid)))
+    x = resize(x, out_hw, _random_mode(gen, cfg.resize_modes))
+    x = _maybe_noise(x, gen, cfg.noise_prob, cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob)
+    return random_codec(x, gen, cfg)
+
+
+def random_codec(x: Tensor, gen: torch.Generator, cfg: DegradationConfig) -> Tensor:
+    """Per image, with prob codec_prob: a real codec round trip (codec, quality and motion drawn from gen)."""
+    from .codec import CODECS, compress
+
+    n = x.shape[0]
+    apply = _rand(gen, n) < cfg.codec_prob
+    which = [_choice(gen, cfg.codec_weights) for _ in range(n)]
+    crf = _uniform(gen, *cfg.crf_range, n).round()
+    qs = _uniform(gen, *cfg.qscale_range, n).round()
+    moving = _rand(gen, n) < cfg.codec_motion_prob
+    m = cfg.codec_shift_max
+    shifts = torch.randint(-m, m + 1, (n, 2), generator=gen) if m > 0 else torch.zeros((n, 2), dtype=torch.long)
+    out = x.clamp(0, 1)
+    if not apply.any():
+        return out
+    arr = (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    res = arr.copy()
+    for i in range(n):
+        if apply[i]:
+            codec = CODECS[which[i]]
+            q = int(crf[i] if codec == "h264" else qs[i])
+            shift = tuple(int(v) for v in shifts[i]) if moving[i] else (0, 0)
+            res[i] = compress(arr[i], codec, q, shift)
+    return torch.from_numpy(res).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255.0
 
 
 def _realesrgan(x: Tensor, scale: float, out_hw: tuple[int, int], cfg: DegradationConfig, gen) -> Tensor:

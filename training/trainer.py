@@ -24,7 +24,7 @@ from upsr_video.diffusion.sampler import derive_seed
 from upsr_video.diffusion.schedule import SCHEDULE_PRESETS, Schedule, ScheduleConfig
 from upsr_video.diffusion.unw import UNWConfig, noise_weight
 from upsr_video.models.aux import AUX_PRESETS, AuxConfig, build_aux
-from upsr_video.pipeline import UPSRPipeline, make_condition
+from upsr_video.pipeline import UPSRPipeline, aux_grid, make_condition
 
 from .config import TrainConfig
 from .state import has_state, load_state, save_state
@@ -38,17 +38,19 @@ def _aux_cfg(a) -> AuxConfig:
     return AUX_PRESETS[a] if isinstance(a, str) else AuxConfig.from_dict(a)
 
 
-def _denoiser_cfg_dict(d) -> dict:
-    """A preset name, a full config dict, or {"preset": name, **overrides} (e.g. g_cond: false for the ablation)."""
+def _denoiser_cfg_dict(d, schedule: Schedule) -> dict:
+    """A preset name, a full config dict, or {"preset": name, **overrides} (e.g. g_cond: false for the ablation).
+    A "g_xt" residual without explicit values gets the schedule's Wiener blend weights and input scales."""
     from upsr_video.models.unet import DENOISER_PRESETS, DenoiserConfig
 
-    if isinstance(d, str):
-        return DENOISER_PRESETS[d].to_dict()
-    d = dict(d)
+    d = DENOISER_PRESETS[d].to_dict() if isinstance(d, str) else dict(d)
     if "preset" in d:
         base = DENOISER_PRESETS[d.pop("preset")].to_dict()
         base.update(d)
         d = base
+    if d.get("residual") == "g_xt" and not d.get("xt_blend"):
+        d["xt_blend"] = schedule.xt_wiener_weights()
+        d["input_scales"] = [schedule.input_scale(t) for t in range(schedule.T)]
     return DenoiserConfig.from_dict(d).to_dict()
 
 
@@ -136,7 +138,7 @@ class Trainer:
             self.aux = aux.to(self.device).eval()
             for p in self.aux.parameters():
                 p.requires_grad_(False)
-            self.den_cfg = _denoiser_cfg_dict(cfg.denoiser)
+            self.den_cfg = _denoiser_cfg_dict(cfg.denoiser, self.schedule)
             self.model = build_denoiser(self.den_cfg).to(self.device)
         else:
             raise ValueError(f"unknown training kind {cfg.kind!r} (g or upsr)")
@@ -164,16 +166,14 @@ class Trainer:
         x0 = (hr01 * 2 - 1).to(self.device)
         wts = self.cfg.loss
         if self.cfg.kind == "g":
-            out = self.model(lr)
-            if out.shape[-2:] != x0.shape[-2:]:
-                out = F.interpolate(out, size=x0.shape[-2:], mode="bicubic", align_corners=False)
+            _, out = make_condition(self.model, lr, x0.shape[-2:], aux_grid(self.model))
             terms = {"l1": F.l1_loss(out, x0), "mse": F.mse_loss(out, x0)}
             if wts.get("lpips", 0) > 0:
                 terms["lpips"] = self._lpips(out, x0)
         else:
             gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "diffusion", step))
             with torch.no_grad():
-                y0, g = make_condition(self.aux, lr, x0.shape[-2:])
+                y0, g = make_condition(self.aux, lr, x0.shape[-2:], aux_grid(self.aux))
             n = x0.shape[0]
             t = torch.randint(self.schedule.T, (n,), generator=gen)
             eps = torch.randn(x0.shape, generator=gen).to(self.device)
@@ -241,8 +241,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """PSNR-Y (border 4) and LPIPS of the EMA model on centre crops of held-out images, x4 bicubic-degraded
-        the same way as training."""
+        """PSNR-Y (border 4) and LPIPS of the EMA model on centre crops of held-out images, degraded the same
+        way as training at each of cfg.val_scales (averaged over crops and scales; per-scale PSNR-Y too)."""
         from upsr_video.eval.fidelity import psnr_y
 
         from .data import load_image
@@ -250,31 +250,34 @@ class Trainer:
 
         model = self.ema.model
         files = self.val_files[: self.cfg.val_images]
-        ps, lp, ps_bic = [], [], []
+        ps, lp, ps_bic, per_scale = [], [], [], {}
         gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "val"))
         pipe = None if self.cfg.kind == "g" else UPSRPipeline(model, self.aux, self.schedule.cfg, self.unw, self.device)
-        for f in files:
-            hr = load_image(f)  # [3,H,W] in [0,1]
-            c = self.cfg.val_crop
-            h, w = hr.shape[-2:]
-            top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
-            hr = hr[:, top : top + c, left : left + c][None]
-            hr = hr[..., : hr.shape[-2] // 4 * 4, : hr.shape[-1] // 4 * 4]
-            lr = degrade(hr, 4.0, self.deg_cfg, gen).to(self.device) * 2 - 1
-            x0 = hr.to(self.device) * 2 - 1
-            if self.cfg.kind == "g":
-                out = model(lr).clamp(-1, 1)
-            else:
-                y0, g = pipe.condition(lr, x0.shape[-2:])
-                eps = torch.randn(x0.shape, generator=gen).to(self.device)
-                out = pipe.sample(y0, g, eps)
-            bic = F.interpolate(lr, size=x0.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
-            to8 = lambda z: ((z[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-            ps.append(psnr_y(to8(out), to8(x0), 4))
-            ps_bic.append(psnr_y(to8(bic), to8(x0), 4))
-            if self.lpips is not None:
-                lp.append(float(self.lpips(out, x0).mean()))
+        to8 = lambda z: ((z[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        for scale in self.cfg.val_scales:
+            for f in files:
+                hr = load_image(f)  # [3,H,W] in [0,1]
+                c = self.cfg.val_crop
+                h, w = hr.shape[-2:]
+                top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
+                hr = hr[:, top : top + c, left : left + c][None]
+                lr = degrade(hr, float(scale), self.deg_cfg, gen).to(self.device) * 2 - 1
+                x0 = hr.to(self.device) * 2 - 1
+                if self.cfg.kind == "g":
+                    out = make_condition(model, lr, x0.shape[-2:], aux_grid(model))[1].clamp(-1, 1)
+                else:
+                    y0, g = pipe.condition(lr, x0.shape[-2:])
+                    eps = torch.randn(x0.shape, generator=gen).to(self.device)
+                    out = pipe.sample(y0, g, eps, start_step=self.cfg.val_start_step)
+                bic = F.interpolate(lr, size=x0.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
+                p = psnr_y(to8(out), to8(x0), 4)
+                ps.append(p)
+                per_scale.setdefault(scale, []).append(p - psnr_y(to8(bic), to8(x0), 4))
+                ps_bic.append(psnr_y(to8(bic), to8(x0), 4))
+                if self.lpips is not None:
+                    lp.append(float(self.lpips(out, x0).mean()))
         res = {"val_psnr_y": float(np.mean(ps)), "val_psnr_y_bicubic": float(np.mean(ps_bic))}
+        res.update({f"val_gain_x{k:g}": float(np.mean(v)) for k, v in per_scale.items()})
         if lp:
             res["val_lpips"] = float(np.mean(lp))
         return res

@@ -19,15 +19,23 @@ from .diffusion.unw import UNWConfig, noise_weight
 from .tiling import crop_to, pad_to_multiple, tiled_apply
 
 
-def make_condition(aux_fn, lr: Tensor, out_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """(y0, g) at out_size: y0 = bicubic(LR), g = aux(LR) at its native factor, resized to out_size when that
-    is not scale x LR (resizing g's output beats feeding g a resized LR). Training uses the same function."""
+def make_condition(aux_fn, lr: Tensor, out_size: tuple[int, int], grid: str = "lr") -> tuple[Tensor, Tensor]:
+    """(y0, g) at out_size: y0 = bicubic(LR). An output-grid g maps y0 to g at that size (see models.aux); an
+    LR-grid g runs at its native factor and its output is resized to out_size when that is not scale x LR
+    (resizing g's output beats feeding g a resized LR). Training uses the same function."""
     y0 = F.interpolate(lr, size=tuple(out_size), mode="bicubic", align_corners=False)
+    if grid == "output":
+        return y0, aux_fn(y0)
     g = aux_fn(lr)
     if g.shape[-2:] != tuple(out_size):
         down = g.shape[-2] > out_size[0]
         g = F.interpolate(g, size=tuple(out_size), mode="bicubic", align_corners=False, antialias=down)
     return y0, g
+
+
+def aux_grid(aux: nn.Module) -> str:
+    """"output" for a g that maps y0 at the output size, "lr" for an x`scale` network on the LR frame."""
+    return getattr(aux, "grid", "lr")
 
 
 @dataclass
@@ -68,15 +76,24 @@ class UPSRPipeline:
     def condition(self, lr: Tensor, out_size: Optional[tuple[int, int]] = None, tiles: TileOptions = TileOptions()):
         """(y0, g) at the output size (default scale x LR); see make_condition."""
         lr = lr.to(self.device, self.dtype)
-        return make_condition(lambda z: self._run_aux(z, tiles), lr, out_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale))
+        size = out_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        return make_condition(lambda z: self._run_aux(z, tiles), lr, size, aux_grid(self.aux))
 
     def _run_aux(self, lr: Tensor, tiles: TileOptions) -> Tensor:
+        """g over tiles of its input (LR, or y0 for an output-grid g: tiles then are aux_tile x 4 pixels)."""
+        out_grid = aux_grid(self.aux) == "output"
         t = tiles.aux_tile
+        if t is not None and out_grid:
+            t *= 4
         if t is None or (lr.shape[-2] <= t and lr.shape[-1] <= t):
             return self.aux(lr)
-        # g has a finite receptive field: tiles with that much context and a centre crop are exact
+        # g has a finite receptive field: tiles with that much context and a centre crop are exact (for an
+        # output-grid g the context is a multiple of its unshuffle factor, so every tile keeps the same phase)
         r = int(getattr(self.aux, "receptive_radius", 16)) + 2
-        s = self.scale
+        if out_grid:
+            u = int(getattr(self.aux, "unshuffle", 4))
+            r = (r + u - 1) // u * u
+        s = 1 if out_grid else self.scale
         h, w = lr.shape[-2:]
         out = None
         for y in range(0, h, t):

@@ -130,6 +130,12 @@ class Schedule:
         eta = self._at(self.etas, t, like)
         return torch.sqrt(eta * self.kappa**2 * self.cfg.input_scale_c + 0.25)
 
+    def xt_wiener_weights(self, sigma_g: float = 0.1, w: float = 0.7) -> list[float]:
+        """Per step, the weight lambda_t = s^2 / (s^2 + kappa^2 eta_t w^2) that minimises the error of
+        g + lambda (x_t - g) when g's error has std s and x_t's noise std kappa sqrt(eta_t) w (the eta_t (y0 - x0)
+        shift ignored): the denoiser's starting blend of its input x_t and g (DenoiserConfig.xt_blend)."""
+        return [sigma_g**2 / (sigma_g**2 + self.kappa**2 * float(e) * w**2) for e in self.etas]
+
     def ddim_coefficients(self, t: int) -> tuple[float, float, float]:
         """(k_t, m_t, j_t) of x_{t-1} = k x0_hat + m x_t + j y0, the deterministic UPSR sampler."""
         if not 1 <= t < self.T:

@@ -7,8 +7,15 @@ PReLU at the LR grid, one PixelShuffle, and a bicubic skip. All its work happens
 attention and no normalisation, so it runs at tens of ms per 270p frame on a laptop CPU and tiles exactly
 (finite receptive field). Any other x4 network can be plugged in with `register_aux`.
 
-Interface: `forward(lr [N,3,h,w] in [-1,1]) -> hr [N,3,s*h,s*w]`, attribute `scale`, attribute
-`receptive_radius` (LR px; how much overlap makes tiling exact).
+Two interfaces, told apart by the attribute `grid`:
+- "lr" (off-the-shelf x4 networks: CompactSR, RLFN, ATD): `forward(lr [N,3,h,w] in [-1,1]) -> [N,3,s*h,s*w]`;
+  at another factor its output is resized to the target, so its cost follows the *input* size.
+- "output" (the default since random-scale training): `forward(y0 [N,3,H,W]) -> [N,3,H,W]`, where y0 is the
+  bicubic up-scale of the LR frame to the *output* size. It works on PixelUnshuffle(4) of y0, the same grid
+  as the denoiser, so its cost follows the output size whatever the factor (a 720p -> 1080p frame costs what
+  a 270p -> 1080p frame costs), and one network serves every factor it was trained on.
+Both have `scale` (the factor used when no output size is given) and `receptive_radius` (in pixels of their
+input; how much overlap makes tiling exact).
 """
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ class AuxConfig:
 class CompactSR(nn.Module):
     """conv-PReLU body at LR, PixelShuffle head, plus a bicubic-upsampled skip (so it learns a residual)."""
 
+    grid = "lr"
+
     def __init__(self, scale: int = 4, num_feat: int = 48, num_conv: int = 10, in_ch: int = 3):
         super().__init__()
         self.scale = scale
@@ -57,8 +66,40 @@ class CompactSR(nn.Module):
         return base + self.upsample(self.body(lr))
 
 
+class OutputGridSR(nn.Module):
+    """CompactSR's body on the output grid: PixelUnshuffle(4) of y0 (48 ch) -> conv-PReLU x num_conv ->
+    PixelShuffle(4), plus y0 (a residual). Reflect-pads to a multiple of 4 and crops back, so any size works."""
+
+    grid = "output"
+    unshuffle = 4
+
+    def __init__(self, scale: int = 4, num_feat: int = 64, num_conv: int = 8, in_ch: int = 3):
+        super().__init__()
+        self.scale = scale
+        r = self.unshuffle
+        c = in_ch * r * r
+        layers: list[nn.Module] = [nn.Conv2d(c, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
+        for _ in range(num_conv):
+            layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
+        layers += [nn.Conv2d(num_feat, c, 3, 1, 1)]
+        self.body = nn.Sequential(*layers)
+        self.receptive_radius = r * (num_conv + 2)
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, y0: Tensor) -> Tensor:
+        r = self.unshuffle
+        h, w = y0.shape[-2:]
+        ph, pw = (-h) % r, (-w) % r
+        x = F.pad(y0, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate") if ph or pw else y0
+        out = x + F.pixel_shuffle(self.body(F.pixel_unshuffle(x, r)), r)
+        return out[..., :h, :w]
+
+
 class BicubicAux(nn.Module):
     """g = bicubic: |psi| = 0 everywhere, so w_u = b_u (a test and ablation stand-in; no parameters)."""
+
+    grid = "lr"
 
     def __init__(self, scale: int = 4):
         super().__init__()
@@ -71,6 +112,7 @@ class BicubicAux(nn.Module):
 
 _BUILDERS: dict[str, Callable[[AuxConfig], nn.Module]] = {
     "compact": lambda c: CompactSR(c.scale, c.num_feat, c.num_conv),
+    "compact-out": lambda c: OutputGridSR(c.scale, c.num_feat, c.num_conv),
     "bicubic": lambda c: BicubicAux(c.scale),
 }
 
@@ -78,6 +120,8 @@ AUX_PRESETS: dict[str, AuxConfig] = {
     "compact-s": AuxConfig("compact", 4, 48, 10),
     "compact-m": AuxConfig("compact", 4, 64, 16),
     "compact-xs": AuxConfig("compact", 4, 16, 2),
+    "out-m": AuxConfig("compact-out", 4, 64, 8),
+    "out-xs": AuxConfig("compact-out", 4, 16, 2),
     "bicubic": AuxConfig("bicubic", 4, 0, 0),
 }
 

@@ -9,6 +9,9 @@ an official checkpoint loads strictly with `load_official_state_dict`.
 CPU presets add two options the official model does not have: a light head (norm-SiLU-conv3x3 at the LR
 grid + PixelShuffle; the official head costs ~1.5 TFLOP per 1080p step) and `residual`, which predicts
 x0 = g (or y0) + network output with a zero-initialised last conv, so an untrained model already returns g.
+`residual: g_xt` adds lambda_t (x_t - g) to that base, with one learnable scalar per step initialised near the
+Wiener weight of x_t against g: at small t, where x_t is close to x0, the network starts from its input
+instead of having to learn an identity through the whole UNet (the earlier "g" models learnt to ignore x_t).
 """
 from __future__ import annotations
 
@@ -51,7 +54,11 @@ class DenoiserConfig:
     head: str = "official"  # "official" | "light"
     num_feat: int = 128  # width of the official head
     g_cond: bool = True  # False: ablation "g-condition off", input cat[x_t, y0] (96 ch)
-    residual: str = "none"  # "none" | "g" | "y0": x0 = base + network output
+    residual: str = "none"  # "none" | "g" | "y0" | "g_xt": x0 = base + network output
+    # residual "g_xt": base = g + lambda_t (x_t - g), lambda_t learnable per step, initialised to xt_blend[t];
+    # input_scales[t] undoes the caller's x_t scaling (Schedule.input_scale)
+    xt_blend: tuple[float, ...] = ()
+    input_scales: tuple[float, ...] = ()
     official_swin_mask: bool = False  # reproduce the official shifted-window mask (see swin.py)
 
     def __post_init__(self):
@@ -69,8 +76,12 @@ class DenoiserConfig:
             raise ValueError(f"denoiser: attention_levels {self.attention_levels} outside 0..{len(cm) - 1}")
         if self.head not in ("official", "light"):
             raise ValueError(f"denoiser: head must be 'official' or 'light', not {self.head!r}")
-        if self.residual not in ("none", "g", "y0"):
-            raise ValueError(f"denoiser: residual must be 'none', 'g' or 'y0', not {self.residual!r}")
+        if self.residual not in ("none", "g", "y0", "g_xt"):
+            raise ValueError(f"denoiser: residual must be 'none', 'g', 'y0' or 'g_xt', not {self.residual!r}")
+        object.__setattr__(self, "xt_blend", tuple(float(v) for v in self.xt_blend))
+        object.__setattr__(self, "input_scales", tuple(float(v) for v in self.input_scales))
+        if self.residual == "g_xt" and (not self.xt_blend or len(self.xt_blend) != len(self.input_scales)):
+            raise ValueError("denoiser: residual 'g_xt' needs xt_blend and input_scales, one value per step")
         if self.window_size <= 0 or self.swin_depth < 0:
             raise ValueError("denoiser: window_size must be > 0 and swin_depth >= 0")
         if self.num_head_channels > 0 and self.swin_embed_dim % self.num_head_channels:
@@ -282,6 +293,9 @@ class UNetModelSwin(nn.Module):
             if cfg.residual != "none":  # start exactly at the base image
                 nn.init.zeros_(self.out[2].weight)
                 nn.init.zeros_(self.out[2].bias)
+        if cfg.residual == "g_xt":
+            self.xt_blend = nn.Parameter(torch.tensor(cfg.xt_blend, dtype=torch.float32))
+            self.register_buffer("input_scales", torch.tensor(cfg.input_scales, dtype=torch.float32), persistent=False)
 
         self.spatial_multiple = SCALE * self._lr_multiple()
 
@@ -325,7 +339,7 @@ class UNetModelSwin(nn.Module):
             raise ValueError(f"denoiser: HR size {hh}x{ww} is not a multiple of {m} (pad the input)")
         if y0.shape != x_t.shape:
             raise ValueError(f"denoiser: y0 shape {tuple(y0.shape)} != x_t shape {tuple(x_t.shape)}")
-        need_g = cfg.g_cond or cfg.residual == "g"
+        need_g = cfg.g_cond or cfg.residual in ("g", "g_xt")
         if need_g and (g is None or g.shape != x_t.shape):
             got = None if g is None else tuple(g.shape)
             raise ValueError(f"denoiser: g must have x_t's shape {tuple(x_t.shape)}, got {got}")
@@ -349,6 +363,10 @@ class UNetModelSwin(nn.Module):
         out = self._head(h)
         if cfg.residual == "g":
             out = out + g
+        elif cfg.residual == "g_xt":
+            lam = self.xt_blend[t].to(out.dtype).view(n, 1, 1, 1)
+            x_raw = x_t * self.input_scales[t].to(x_t.dtype).view(n, 1, 1, 1)
+            out = out + g + lam * (x_raw - g)
         elif cfg.residual == "y0":
             out = out + y0
         return out
