@@ -11,8 +11,6 @@ concatenated losslessly with audio/subtitles from the original (`finalize`) and 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -25,13 +23,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from upsr_video.process import UpscaleError, UpscaleOptions
+# one fingerprint for the local and distributed drivers: checkpoint content hash, calibration table, version
+from upsr_video.resume import EXECUTION_ONLY, checkpoint_identity, fingerprint  # noqa: F401
 
 from .actors import cluster_cpus, cluster_gpus, make_workers, one_line, use_gpus
 from .manifest import DONE, Manifest
 from .segments import Segment, default_segment_frames, make_segments
 
 OBJECT_STORE_BYTES = 96 * 1024 * 1024  # plans and descriptors only: frames never go through the store
-EXECUTION_ONLY = ("device", "threads", "batch_size")  # options that do not change the output
 MANIFEST_NAME = "manifest.sqlite"
 
 ACTIVE, QUEUED, COMPLETE, FAILED_JOB, SKIPPED = "active", "queued", "complete", "failed", "skipped"
@@ -94,32 +93,6 @@ def pool_size(requested: Optional[int], device: str) -> int:
     if n < 1:
         raise UpscaleError(f"--workers must be >= 1, got {requested}")
     return min(n, cap)
-
-
-# -- fingerprints ---------------------------------------------------------------------------------------------
-def checkpoint_identity(checkpoint: Optional[str]) -> list:
-    from upsr_video.checkpoint import default_checkpoint_path
-
-    p = Path(checkpoint) if checkpoint else default_checkpoint_path()
-    files = [p / "model.safetensors", p / "config.json"] if p.is_dir() else [p]
-    ident: list = [str(p.resolve())]
-    for f in files:
-        if f.exists():
-            st = f.stat()
-            ident.append([f.name, st.st_size, st.st_mtime_ns])
-    return ident
-
-
-def fingerprint(input_path: str, opts: UpscaleOptions) -> str:
-    """What a finished part depends on: the input file (size, mtime), the output-changing options and the
-    checkpoint. A rerun with a different fingerprint starts that video over."""
-    st = os.stat(input_path)
-    d = {
-        "input": [st.st_size, st.st_mtime_ns],
-        "options": {k: v for k, v in opts.to_dict().items() if k not in EXECUTION_ONLY},
-        "checkpoint": checkpoint_identity(opts.checkpoint),
-    }
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def os_error(e: OSError) -> str:
