@@ -45,6 +45,16 @@ def start_state(schedule: Schedule, y0: Tensor, g: Tensor, noise: Tensor, w, sta
     return schedule.q_sample(g, y0, start_step, noise, w)
 
 
+def reverse(schedule: Schedule, denoise: DenoiseFn, x: Tensor, y0: Tensor, first: int) -> Tensor:
+    """The deterministic reverse process from state x at step `first` down to 0; x0_hat clamped to [-1, 1]."""
+    for t in range(first, -1, -1):
+        x0_hat = denoise(x / schedule.input_scale(t), t)
+        if t == 0:
+            return x0_hat.clamp(-1.0, 1.0)
+        x = schedule.ddim_step(x, x0_hat, y0, t)
+    raise AssertionError("unreachable")
+
+
 def sample(
     schedule: Schedule,
     denoise: DenoiseFn,
@@ -54,12 +64,6 @@ def sample(
     w: Tensor | float = 1.0,
     start_step: Optional[int] = None,
 ) -> Tensor:
-    """Run the reverse process; returns x0_hat of the last step clamped to [-1, 1]."""
+    """Run the reverse process from the start state; returns x0_hat of the last step clamped to [-1, 1]."""
     x = start_state(schedule, y0, g, noise, w, start_step)
-    first = schedule.T - 1 if start_step is None else start_step
-    for t in range(first, -1, -1):
-        x0_hat = denoise(x / schedule.input_scale(t), t)
-        if t == 0:
-            return x0_hat.clamp(-1.0, 1.0)
-        x = schedule.ddim_step(x, x0_hat, y0, t)
-    raise AssertionError("unreachable")
+    return reverse(schedule, denoise, x, y0, schedule.T - 1 if start_step is None else start_step)
