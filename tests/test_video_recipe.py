@@ -212,3 +212,26 @@ def test_g_xt_needs_its_values():
     cfg["residual"] = "g_xt"
     with pytest.raises(ValueError, match="g_xt"):
         build_denoiser(cfg)
+
+
+# -- RLFN, the off-the-shelf LR-grid g -----------------------------------------------------------------
+
+
+def test_rlfn_loads_the_published_weights_and_beats_bicubic_on_set14():
+    from safetensors.torch import load_file
+
+    from upsr_video.eval.fidelity import psnr_y
+    from upsr_video.eval.sr_bench import load_pairs, to_tensor, to_uint8
+
+    g = build_aux("rlfn")
+    g.load_state_dict(load_file(str(SHARED / "weights" / "rlfn_ntire2022_x4.safetensors")), strict=True)
+    assert sum(p.numel() for p in g.parameters()) == 317_218 and g.grid == "lr"
+    pairs = load_pairs(SHARED / "data" / "images" / "Set14", 4)[:3]
+    gains = []
+    with torch.no_grad():
+        for p in pairs:
+            lr = to_tensor(p.lr)
+            out = to_uint8(g.eval()(lr).clamp(-1, 1))
+            bic = to_uint8(F.interpolate(lr, size=p.hr.shape[:2], mode="bicubic", align_corners=False).clamp(-1, 1))
+            gains.append(psnr_y(out, p.hr, 4) - psnr_y(bic, p.hr, 4))
+    assert np.mean(gains) > 1.5

@@ -114,7 +114,14 @@ _BUILDERS: dict[str, Callable[[AuxConfig], nn.Module]] = {
     "compact": lambda c: CompactSR(c.scale, c.num_feat, c.num_conv),
     "compact-out": lambda c: OutputGridSR(c.scale, c.num_feat, c.num_conv),
     "bicubic": lambda c: BicubicAux(c.scale),
+    "rlfn": lambda c: _rlfn(c),
 }
+
+
+def _rlfn(c: AuxConfig) -> nn.Module:
+    from .rlfn import RLFN
+
+    return RLFN(c.scale, c.num_feat, int(c.extra.get("mid", 48)))
 
 AUX_PRESETS: dict[str, AuxConfig] = {
     "compact-s": AuxConfig("compact", 4, 48, 10),
@@ -123,6 +130,7 @@ AUX_PRESETS: dict[str, AuxConfig] = {
     "out-m": AuxConfig("compact-out", 4, 64, 8),
     "out-xs": AuxConfig("compact-out", 4, 16, 2),
     "bicubic": AuxConfig("bicubic", 4, 0, 0),
+    "rlfn": AuxConfig("rlfn", 4, 46, 0, {"mid": 48}),
 }
 
 
