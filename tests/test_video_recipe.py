@@ -234,4 +234,4 @@ def test_rlfn_loads_the_published_weights_and_beats_bicubic_on_set14():
             out = to_uint8(g.eval()(lr).clamp(-1, 1))
             bic = to_uint8(F.interpolate(lr, size=p.hr.shape[:2], mode="bicubic", align_corners=False).clamp(-1, 1))
             gains.append(psnr_y(out, p.hr, 4) - psnr_y(bic, p.hr, 4))
-    assert np.mean(gains) > 1.5
+    assert min(gains) > 0.4  # baboon, barbara, bridge: hard images; a wrong load loses to bicubic
