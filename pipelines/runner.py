@@ -253,7 +253,7 @@ class Engine:
 
         parts = [job.parts[s.index] for s in job.segments]
         try:
-            finalize(parts, job.input, str(job.output), overwrite=self.overwrite)
+            finalize(parts, job.input, str(job.output), overwrite=self.overwrite, fps=self.opts.fps)
         except Exception as e:
             job.state = FAILED_JOB
             job.reason = f"finalize: {one_line(e)}"

@@ -243,3 +243,28 @@ def colour_clip(folder, matrix: str, range_: str = "tv", tagged: bool = True, si
             "color_primaries": PRIMARIES.get(matrix, 2), "color_trc": TRANSFERS.get(matrix, 2)} if tagged else {}
     path = Path(folder) / (name or f"colour_{matrix}_{range_}_{'t' if tagged else 'u'}_{size[0]}.mkv")
     return write_video(path, [], yuv_planes=[planes, planes], codec="ffv1", pix_fmt="yuv444p", colour=tags), rgb
+
+
+def restamped(src, folder, name: str = "samepts.mkv", value: Optional[int] = 0) -> Path:
+    """A copy of `src` (packets as they are) whose video packets all carry the timestamp `value` (None: no
+    timestamps at all, in a raw .h264 elementary stream); other streams keep theirs. Matroska keeps the declared
+    frame rate (DefaultDuration) of the original's stream."""
+    out = Path(folder) / name
+    with av.open(str(src)) as i, av.open(str(out), "w") as o:
+        v = i.streams.video[0]
+        ov = o.add_stream_from_template(v, rate=v.average_rate)
+        others = {s.index: o.add_stream_from_template(s) for s in i.streams if s.type == "audio" and value is not None}
+        for k, s in others.items():
+            s.metadata["language"] = i.streams[k].metadata.get("language", "und")
+        for p in i.demux():
+            if p.size == 0 or p.dts is None and p.pts is None:
+                continue
+            if p.stream.index == v.index:
+                p.pts = p.dts = value
+                p.stream = ov
+            elif p.stream.index in others:
+                p.stream = others[p.stream.index]
+            else:
+                continue
+            o.mux(p)
+    return out

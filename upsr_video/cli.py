@@ -68,6 +68,8 @@ def upscale_options(f):
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
         click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True),
         click.option("--batch-size", type=int, default=8, show_default=True, help="Frames decoded per batch."),
+        click.option("--fps", default=None, help="Frame rate (25, 30000/1001) for a video whose timestamps are "
+                     "missing or all equal (default: its declared rate); valid timestamps are always kept."),
         click.option("--codec", default="libx264", show_default=True),
         click.option("--crf", type=int, default=18, show_default=True),
         click.option("--preset", default="medium", show_default=True),
@@ -93,6 +95,14 @@ def build_options(kw: dict) -> UpscaleOptions:
             start = int(ss)
         except ValueError:
             raise UpscaleError(f"--start-step must be auto, full or an integer, got {ss!r}") from None
+    if kw.get("fps") is not None:
+        from .video import VideoError
+        from .video.probe import parse_rate
+
+        try:
+            kw["fps"] = str(parse_rate(kw["fps"]))
+        except VideoError as e:
+            raise UpscaleError(str(e)) from None
     return UpscaleOptions(target=target, scale=scale, start_step=start, **kw)
 
 

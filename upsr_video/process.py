@@ -46,6 +46,7 @@ class UpscaleOptions:
     device: str = "auto"
     precision: str = "fp32"
     batch_size: int = 8  # frames decoded per batch
+    fps: Optional[str] = None  # frame rate for a video whose timestamps are missing or all equal (None: declared)
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
@@ -201,7 +202,7 @@ def process_segment(
     amp = autocast_for(str(pipe.device), opts.precision)
     with amp, VideoWriter(out_path, cw, ch, Fraction(*tb), codec=opts.codec, crf=opts.crf, preset=opts.preset,
                      pix_fmt=opts.pix_fmt, colour=plan.colour) as writer:
-        for frames, indices in iter_frames(video_path, first, stop, batch_size=opts.batch_size):
+        for frames, indices in iter_frames(video_path, first, stop, batch_size=opts.batch_size, fps=opts.fps):
             for frame, idx in zip(frames, indices):
                 emit = idx >= start
                 tm = time.perf_counter()

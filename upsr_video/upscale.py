@@ -3,6 +3,7 @@ reuse `prepare` and `process_segment` and differ only in how many segments run w
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,12 @@ def cuts_of_frames(frames, threshold: Optional[float] = None) -> list[int]:
     return cuts
 
 
-def detect_cuts(video_path: str, threshold: Optional[float] = None, batch_size: int = 16) -> list[int]:
+def detect_cuts(video_path: str, threshold: Optional[float] = None, batch_size: int = 16, fps=None) -> list[int]:
     """Shot starts of the whole video (0 included), from one streamed pass over its frames."""
     from .video import iter_frames
 
-    return cuts_of_frames((f for frames, _ in iter_frames(video_path, 0, None, batch_size=batch_size) for f in frames),
-                          threshold)
+    frames = iter_frames(video_path, 0, None, batch_size=batch_size, fps=fps)
+    return cuts_of_frames((f for batch, _ in frames for f in batch), threshold)
 
 
 def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[list[int]] = None) -> Prepared:
@@ -62,9 +63,12 @@ def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[lis
     from .video import VideoError, probe
 
     try:
-        info = probe(input_path)
+        info = probe(input_path, opts.fps)
     except VideoError as e:
         raise UpscaleError(str(e)) from None
+    if info.timestamp_note:  # missing or all-equal timestamps replaced: said once, on one line
+        sys.stderr.write(f"warning: {info.timestamp_note}\n")
+        sys.stderr.flush()
     if spec is None:
         from .checkpoint import default_checkpoint_path
 
@@ -73,7 +77,7 @@ def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[lis
         except CheckpointError as e:
             raise UpscaleError(str(e)) from None
     if cuts is None:
-        cuts = detect_cuts(input_path, opts.scene_threshold) if opts.temporal == "shared" else [0]
+        cuts = detect_cuts(input_path, opts.scene_threshold, fps=opts.fps) if opts.temporal == "shared" else [0]
     return Prepared(info, make_plan(info, spec, opts, cuts), spec)
 
 
@@ -107,7 +111,7 @@ def upscale_video(
     part = out.with_name(f".{out.stem}.part0.{os.getpid()}.mkv")
     try:
         res = process_segment(input_path, 0, n, prep.plan, pipe, str(part), progress)
-        finalize([str(part)], input_path, str(out), overwrite=overwrite)
+        finalize([str(part)], input_path, str(out), overwrite=overwrite, fps=opts.fps)
     except VideoError as e:
         raise UpscaleError(str(e)) from None
     except OSError as e:
@@ -138,4 +142,5 @@ def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: i
         "model_seconds": round(model_seconds, 3),
         "fps": round(frames / secs, 4) if secs > 0 else None,
         "seconds_per_frame": round(secs / max(1, frames), 4),
+        "timestamps": prep.info.timestamps,  # "stream", or replaced at the declared/given rate
     }

@@ -42,9 +42,10 @@ ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\
               b"Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n")
 
 
-def finalize(parts: list, original, out, overwrite: bool = False) -> dict:
+def finalize(parts: list, original, out, overwrite: bool = False, fps=None) -> dict:
     """Concatenate `parts` (in order) into `out` with the audio/subtitle streams of `original`.
-    Returns a summary: frames, and per audio/subtitle stream what was done. Raises VideoError."""
+    Returns a summary: frames, and per audio/subtitle stream what was done. Raises VideoError.
+    fps: as for `probe` (an original with missing or all-equal timestamps)."""
     out_p = Path(out)
     parts = [os.fspath(p) for p in parts]
     if not parts:
@@ -54,7 +55,7 @@ def finalize(parts: list, original, out, overwrite: bool = False) -> dict:
     fmt = container_format(out_p)
     if not out_p.parent.is_dir():
         raise VideoError(f"{out_p}: output folder does not exist")
-    info = probe(original)
+    info = probe(original, fps)
     for p in parts:
         if not os.path.isfile(p):
             raise VideoError(f"part file missing: {p}")

@@ -5,6 +5,11 @@ fast), sorted into presentation order, so variable frame rates are kept exactly.
 facts only a decoder reports reliably: the display rotation (display-matrix side data) and the colour tags.
 A file that cannot be opened, has no video stream or no frames, or is truncated (fewer packets than its header
 promises, or a video stream that ends well before its stated duration) raises VideoError.
+
+Broken timestamps: when the video packets carry none (raw elementary streams) or all carry the same one, the
+frames are timed at the stream's declared frame rate (or the rate the caller gives, `upscale --fps`) from the
+first timestamp on, on a 1/rate clock; `VideoInfo.timestamps` then says so and `timestamp_note` is the one-line
+warning to show. Such frames are identified by their decode order, never by their (useless) timestamps.
 """
 from __future__ import annotations
 
@@ -51,6 +56,8 @@ class VideoInfo:
     has_audio: bool = False
     audio: list[dict] = field(default_factory=list)
     subtitles: list[dict] = field(default_factory=list)
+    timestamps: str = "stream"  # "stream" | "declared-rate" | "given-rate" (missing or all-equal pts replaced)
+    timestamp_note: Optional[str] = None  # the warning line to show when the timestamps were replaced
 
     @property
     def fps(self) -> float:
@@ -61,8 +68,10 @@ class VideoInfo:
         return self.width, self.height
 
 
-def probe(path) -> VideoInfo:
-    """Facts of the video at `path` (the first video stream that is not cover art). Raises VideoError."""
+def probe(path, fps=None) -> VideoInfo:
+    """Facts of the video at `path` (the first video stream that is not cover art). Raises VideoError.
+    fps: the frame rate (number or fraction string) for a stream whose timestamps are missing or all equal,
+    instead of its declared rate; valid timestamps are always kept."""
     p = os.fspath(path)
     try:
         st = os.stat(p)
@@ -74,14 +83,25 @@ def probe(path) -> VideoInfo:
         raise VideoError(f"{p}: is a folder, not a video file")
     if st.st_size == 0:
         raise VideoError(f"{p}: empty file")
-    info = _probe_cached(os.path.abspath(p), st.st_size, st.st_mtime_ns)
+    info = _probe_cached(os.path.abspath(p), st.st_size, st.st_mtime_ns, None if fps is None else str(fps))
     return replace(info, path=p, pts=list(info.pts), audio=[dict(a) for a in info.audio],
                    subtitles=[dict(s) for s in info.subtitles])
 
 
 @lru_cache(maxsize=32)
-def _probe_cached(path: str, size: int, mtime_ns: int) -> VideoInfo:
-    return _probe(path)
+def _probe_cached(path: str, size: int, mtime_ns: int, fps: Optional[str]) -> VideoInfo:
+    return _probe(path, fps)
+
+
+def parse_rate(fps) -> Fraction:
+    """A frame rate from a number or a fraction string ('25', '29.97', '30000/1001'); VideoError if not > 0."""
+    try:
+        r = Fraction(str(fps).strip())
+    except (ValueError, ZeroDivisionError):
+        raise VideoError(f"--fps must be a number or a fraction like 30000/1001, got {fps!r}") from None
+    if not 0 < r <= 1000:
+        raise VideoError(f"--fps must be in (0, 1000], got {fps}")
+    return r.limit_denominator(1001000)
 
 
 def _language(stream) -> Optional[str]:
@@ -142,7 +162,7 @@ def _open(p: str):
         raise VideoError(f"{p}: cannot open: not a video file, or truncated/corrupt ({reason(e)})") from None
 
 
-def _probe(p: str) -> VideoInfo:
+def _probe(p: str, fps: Optional[str] = None) -> VideoInfo:
     with _open(p) as c:
         vs = [s for s in c.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
         if not vs:
@@ -190,13 +210,33 @@ def _probe(p: str) -> VideoInfo:
             raise
         except Exception as e:
             raise VideoError(f"{p}: truncated or corrupt video ({reason(e)})") from None
-        if no_pts:
-            pts = _decoded_pts(p, v.index)  # packets without timestamps (raw streams): ask the decoder
-        n = len(pts)
+        declared = v.guessed_rate or v.average_rate
+        raw_pts: list = _decoded_pts(p, v.index) if no_pts else pts  # no packet timestamps: ask the decoder
+        n = len(raw_pts)
         if n == 0:
             raise VideoError(f"{p}: the video stream has no frames")
         if first is None:
             raise VideoError(f"{p}: no frame of the video stream can be decoded (corrupt file?)")
+        timestamps, note = "stream", None
+        broken = ("missing" if any(t is None for t in raw_pts)
+                  else "all equal" if n > 1 and len(set(raw_pts)) == 1 else None)
+        if broken:
+            if fps is not None:
+                rate, timestamps, src = parse_rate(fps), "given-rate", "the given"
+            elif declared and 0 < declared <= 1000:
+                rate, timestamps, src = Fraction(declared).limit_denominator(1001000), "declared-rate", "its declared"
+            else:
+                raise VideoError(f"{p}: the video timestamps are {broken} and no frame rate is declared: "
+                                 f"give one with --fps")
+            known = [t for t in raw_pts if t is not None]
+            t0 = known[0] * tb if known else Fraction(0)
+            tb = 1 / rate
+            pts = [round(t0 / tb) + i for i in range(n)]
+            shown = f"{float(rate):.6g}"
+            note = f"{p}: video timestamps are {broken}; frames timed at {src} rate of {shown} fps"
+            last_dur = 0  # on the old clock, and as unreliable as the timestamps
+        else:
+            pts = list(raw_pts)
         pts.sort()
         if len(set(pts)) != n:
             raise VideoError(f"{p}: the video stream has frames with equal timestamps; cannot order them")
@@ -233,8 +273,9 @@ def _probe(p: str) -> VideoInfo:
             path=p, width=w, height=h, coded_width=cw, coded_height=ch, num_frames=n, pts=pts, time_base=tb,
             avg_fps=avg_fps, duration=duration, start_time=float(pts[0] * tb), rotation=rot, colour=colour,
             pix_fmt=fmt, bit_depth=depth, codec=codec_name(v), container=c.format.name,
-            stream_index=v.index, seekable=seekable, sample_aspect_ratio=Fraction(sar) if sar else None,
-            has_audio=bool(audio), audio=audio, subtitles=subs)
+            stream_index=v.index, seekable=seekable and timestamps == "stream",
+            sample_aspect_ratio=Fraction(sar) if sar else None, has_audio=bool(audio), audio=audio, subtitles=subs,
+            timestamps=timestamps, timestamp_note=note)
 
 
 def _seek_is_clean(p: str, index: int, keys: list[int]) -> bool:
@@ -257,16 +298,15 @@ def _seek_is_clean(p: str, index: int, keys: list[int]) -> bool:
     return False
 
 
-def _decoded_pts(p: str, index: int) -> list[int]:
-    """Frame timestamps from a full decode, for streams whose packets carry none (numbered when frames have
-    none either)."""
-    out: list[int] = []
+def _decoded_pts(p: str, index: int) -> list[Optional[int]]:
+    """Frame timestamps from a full decode, for streams whose packets carry none (None where a frame has none)."""
+    out: list[Optional[int]] = []
     with _open(p) as c:
         v = c.streams[index]
         v.thread_type = "AUTO"
         try:
-            for i, f in enumerate(c.decode(v)):
-                out.append(int(f.pts) if f.pts is not None else (out[-1] + 1 if out else 0))
+            for f in c.decode(v):
+                out.append(int(f.pts) if f.pts is not None else None)
         except Exception as e:
             raise VideoError(f"{p}: truncated or corrupt video ({reason(e)})") from None
     return out

@@ -31,12 +31,13 @@ Batch = tuple[np.ndarray, list[int]]
 
 
 def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: int = 8,
-                backend: str = "auto") -> Iterator[Batch]:
+                backend: str = "auto", fps=None) -> Iterator[Batch]:
     """Yield (frames, indices) for frames [start, stop) of `path`: frames a uint8 array (B, H, W, 3) RGB, upright,
     indices the frame numbers (presentation order, matching `probe(path).pts`). stop=None or past the end means
-    the end. backend: 'auto' (decord where it is exact, else PyAV), 'decord' or 'pyav'."""
+    the end. backend: 'auto' (decord where it is exact, else PyAV), 'decord' or 'pyav'. fps: as for `probe` (a
+    stream with missing or all-equal timestamps)."""
     p = os.fspath(path)
-    info = probe(p)
+    info = probe(p, fps)
     n = info.num_frames
     stop = n if stop is None else min(int(stop), n)
     start = int(start)
@@ -64,7 +65,7 @@ def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: in
 
 def decord_is_exact(info: VideoInfo) -> bool:
     """Whether decord's own RGB conversion and geometry equal what `iter_frames` promises for this video."""
-    if info.rotation or info.bit_depth > 8 or not info.seekable:
+    if info.rotation or info.bit_depth > 8 or not info.seekable or info.timestamps != "stream":
         return False
     if is_rgb_format(info.pix_fmt):
         return True
@@ -125,7 +126,10 @@ def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Itera
                     if seek and k == 0 and frame.is_corrupt:
                         restart = True  # the keyframe does not decode on its own: count from the start
                         break
-                    i = index_of.get(frame.pts) if frame.pts is not None else None
+                    if info.timestamps != "stream":
+                        i = k  # replaced timestamps (missing or all equal): frames are known by decode order
+                    else:
+                        i = index_of.get(frame.pts) if frame.pts is not None else None
                     if i is None:
                         if seek:
                             restart = True  # cannot place frames after a seek: count from the start instead
