@@ -188,6 +188,52 @@ def _assert_same_frames_in_order(frames, ref):
     assert np.array_equal(d.argmin(axis=1), np.arange(len(ref)))
 
 
+def test_anamorphic_dvd_comes_out_at_its_display_shape(tmp_path, g_ckpt):
+    """720x480 with SAR 32:27 (16:9 as shown): --scale 1 gives 854x480 square pixels holding the picture as
+    shown (stretched, not padded); a 16:9 target is filled without bars."""
+    from upsr_video.upscale import prepare
+
+    src, shown = videogen.anamorphic_clip(tmp_path)
+    out = tmp_path / "out.mp4"
+    s = upscale_video(str(src), str(out), opts(g_ckpt, scale=1.0, resize_mode="direct"))
+    frames, _, _ = decode(out)
+    assert s["input_size"] == [720, 480] and s["input_sar"] == "32:27" and s["output_size"] == [854, 480]
+    assert len(frames) == 4 and frames[0].shape == (480, 854, 3)
+    with av.open(str(out)) as c:
+        sar = c.streams.video[0].sample_aspect_ratio
+        assert sar in (None, 1)  # square pixels
+    err = [np.abs(f.astype(float) - g).mean() for f, g in zip(frames, shown)]
+    assert max(err) < 6, err  # the picture as shown, not squeezed or padded
+    geom = prepare(str(src), opts(g_ckpt, scale=None, target="1280x720")).plan.geometry
+    assert geom.content == geom.canvas == (1280, 720)  # 16:9 fills 16:9 (ignoring the SAR would pad to 1080)
+
+
+def test_interlaced_input_is_deinterlaced(tmp_path, g_ckpt):
+    """An interlaced H.264 clip (+ilme+ildct, top field first) comes out with every frame and its timestamps, each
+    frame deinterlaced (no combing), and the summary says which filter ran; a range decodes to exactly the frames
+    of a whole pass (segments need no special case)."""
+    from upsr_video.video import iter_frames, probe
+
+    src, pics = videogen.interlaced_clip(tmp_path)
+    assert probe(str(src)).interlaced
+    woven, src_pts, src_tb = decode(src)
+    out = tmp_path / "out.mkv"
+    s = upscale_video(str(src), str(out), opts(g_ckpt, codec="ffv1", pix_fmt="yuv444p"))
+    frames, pts, tb = decode(out)
+    assert len(frames) == 8 and s["frames"] == 8 and [p * tb for p in pts] == [p * src_tb for p in src_pts]
+    assert s["deinterlaced"] in ("bwdif (interlaced)", "yadif (interlaced)")
+    import cv2
+
+    back = [cv2.resize(f, (64, 48), interpolation=cv2.INTER_AREA) for f in frames]
+    assert max(videogen.combing(f) for f in back) < 0.5 * min(videogen.combing(f) for f in woven)
+    # the top field (time 2i) is kept: each frame is nearest to its own picture
+    d = np.array([[np.abs(b.astype(float) - p).mean() for p in pics[::2]] for b in back])
+    assert np.array_equal(d.argmin(axis=1), np.arange(8))
+    whole = np.concatenate([f for f, _ in iter_frames(str(src))])
+    part = np.concatenate([f for f, _ in iter_frames(str(src), 3, 6, batch_size=2)])
+    assert np.array_equal(part, whole[3:6])
+
+
 @pytest.mark.parametrize("target,expect", [("720p", (1224, 720)), ("300x300", (300, 300)), (None, (196, 116))])
 def test_odd_input_sizes_give_exact_even_outputs(tmp_path, g_ckpt, target, expect):
     src, _ = videogen.odd_clip(tmp_path)  # 131x77

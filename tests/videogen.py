@@ -61,11 +61,13 @@ def write_video(path, frames: Sequence[np.ndarray], pts: Optional[Sequence[int]]
                 yuv_planes: Optional[Sequence[Sequence[np.ndarray]]] = None, audio: Optional[str] = None,
                 audio_language: str = "eng", subtitles: Optional[list[tuple[float, float, str]]] = None,
                 subtitle_codec: Optional[str] = None, subtitle_language: str = "fra",
-                container_options: Optional[dict] = None) -> Path:
+                container_options: Optional[dict] = None, sar: Optional[Fraction] = None,
+                field_order: Optional[int] = None) -> Path:
     """A clip of RGB `frames` (or exact `yuv_planes` per frame) shown at `pts` (time_base units; default
     0, 1, 2, ... on a 1/rate clock). rotation: clockwise display rotation in degrees (display matrix);
     colour: AVCOL_* codes for colorspace/color_range/color_primaries/color_trc; audio: an encoder name for a
-    tone as long as the video; subtitles: (start s, end s, text) cues."""
+    tone as long as the video; subtitles: (start s, end s, text) cues; sar: sample aspect ratio; field_order:
+    AVFieldOrder code of the stream (2: top field first)."""
     path = Path(path)
     n = len(yuv_planes) if yuv_planes is not None else len(frames)
     pts = list(range(n)) if pts is None else list(pts)
@@ -78,6 +80,10 @@ def write_video(path, frames: Sequence[np.ndarray], pts: Optional[Sequence[int]]
         vs.codec_context.time_base = time_base
         for k, v in (colour or {}).items():
             setattr(vs.codec_context, k, v)
+        if sar is not None:
+            vs.codec_context.sample_aspect_ratio = Fraction(sar)
+        if field_order is not None:
+            vs.codec_context.field_order = int(field_order)
         if rotation:
             vs.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
         aus = None
@@ -163,6 +169,34 @@ def tenbit_clip(folder, codec: str = "libx264", name: str = "10bit.mp4") -> tupl
     frames = pan_frames(8, 64, 48, index=9)
     opts = {"crf": "4"} if codec == "libx264" else {}
     return write_video(Path(folder) / name, frames, codec=codec, pix_fmt="yuv420p10le", options=opts), frames
+
+
+def anamorphic_clip(folder, n: int = 4, name: str = "dvd.mp4") -> tuple[Path, list[np.ndarray]]:
+    """NTSC DVD widescreen: 720x480 stored with SAR 32:27 (shown 853.3x480, 16:9). Returns the path and the
+    pictures as shown (854x480), which were squeezed horizontally to store them."""
+    shown = pan_frames(n, 854, 480, index=23, step=8)
+    stored = [cv2.resize(f, (720, 480), interpolation=cv2.INTER_AREA) for f in shown]
+    return write_video(Path(folder) / name, stored, sar=Fraction(32, 27), options={"crf": "12"}), shown
+
+
+def interlaced_clip(folder, n: int = 8, name: str = "interlaced.mp4") -> tuple[Path, list[np.ndarray]]:
+    """Interlaced H.264 (+ilme+ildct, top field first), 64x48: the top field of frame i is the picture at time
+    2i, the bottom field the picture at time 2i+1 (fast pan: a woven frame combs). Returns the path and the
+    2n field-time pictures."""
+    pics = pan_frames(2 * n, 64, 48, index=27, step=4)
+    woven = []
+    for i in range(n):
+        w = pics[2 * i].copy()
+        w[1::2] = pics[2 * i + 1][1::2]
+        woven.append(w)
+    return write_video(Path(folder) / name, woven, options={"flags": "+ilme+ildct", "crf": "10"},
+                       field_order=2), pics
+
+
+def combing(frame: np.ndarray) -> float:
+    """Mean distance of each row from the average of its neighbours (luma-ish): high for a woven interlaced frame."""
+    x = np.asarray(frame, np.float64).mean(axis=-1)
+    return float(np.abs(x[1:-1] - 0.5 * (x[:-2] + x[2:])).mean())
 
 
 def audio_only(folder, name: str = "audio.m4a") -> Path:

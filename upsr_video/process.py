@@ -89,7 +89,8 @@ def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> P
     from .startstep import choose_mode, choose_start_step
 
     try:
-        geom = output_geometry(info.width, info.height, opts.target, opts.scale, opts.fit)
+        # fitted to the picture as shown (stored width x sample aspect ratio): the output has square pixels
+        geom = output_geometry(*info.display_size, opts.target, opts.scale, opts.fit)
     except ValueError as e:
         raise UpscaleError(str(e)) from None
     cw, ch = geom.content

@@ -143,4 +143,19 @@ def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: i
         "fps": round(frames / secs, 4) if secs > 0 else None,
         "seconds_per_frame": round(secs / max(1, frames), 4),
         "timestamps": prep.info.timestamps,  # "stream", or replaced at the declared/given rate
+        "input_sar": _ratio(prep.info.sample_aspect_ratio),  # the output has square pixels
+        "deinterlaced": _deinterlacer(prep.info),
     }
+
+
+def _ratio(r) -> Optional[str]:
+    return f"{r.numerator}:{r.denominator}" if r else None
+
+
+def _deinterlacer(info) -> Optional[str]:
+    """The filter interlaced input went through (None: progressive)."""
+    if not info.interlaced:
+        return None
+    from .video.reader import deinterlace_filter
+
+    return f"{deinterlace_filter()} ({info.field_order})"

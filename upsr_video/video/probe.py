@@ -58,6 +58,20 @@ class VideoInfo:
     subtitles: list[dict] = field(default_factory=list)
     timestamps: str = "stream"  # "stream" | "declared-rate" | "given-rate" (missing or all-equal pts replaced)
     timestamp_note: Optional[str] = None  # the warning line to show when the timestamps were replaced
+    field_order: str = "progressive"  # "progressive" | "tff" | "bff" | "interlaced" (parity per frame, from flags)
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order != "progressive"
+
+    @property
+    def display_size(self) -> tuple[Fraction, Fraction]:
+        """(W, H) of the upright picture as shown: the stored width stretched by the sample aspect ratio (which
+        becomes the height for a 90/270-degree rotation)."""
+        sar = self.sample_aspect_ratio if self.sample_aspect_ratio and self.sample_aspect_ratio > 0 else Fraction(1)
+        if self.rotation in (90, 270):
+            return Fraction(self.width), self.height * sar
+        return self.width * sar, Fraction(self.height)
 
     @property
     def fps(self) -> float:
@@ -267,7 +281,8 @@ def _probe(p: str, fps: Optional[str] = None) -> VideoInfo:
             depth = 8
         audio = [_stream_summary(s) for s in c.streams.audio]
         subs = [_stream_summary(s) for s in c.streams.subtitles]
-        sar = v.sample_aspect_ratio
+        sar = v.sample_aspect_ratio or v.codec_context.sample_aspect_ratio
+        field_order = _field_order(first, v)
         seekable = _seek_is_clean(p, v.index, sorted(keys))
         return VideoInfo(
             path=p, width=w, height=h, coded_width=cw, coded_height=ch, num_frames=n, pts=pts, time_base=tb,
@@ -275,7 +290,25 @@ def _probe(p: str, fps: Optional[str] = None) -> VideoInfo:
             pix_fmt=fmt, bit_depth=depth, codec=codec_name(v), container=c.format.name,
             stream_index=v.index, seekable=seekable and timestamps == "stream",
             sample_aspect_ratio=Fraction(sar) if sar else None, has_audio=bool(audio), audio=audio, subtitles=subs,
-            timestamps=timestamps, timestamp_note=note)
+            timestamps=timestamps, timestamp_note=note, field_order=field_order)
+
+
+# AVFieldOrder: 1 progressive; coded/displayed first: 2 TT, 3 BB, 4 TB (bottom shown first), 5 BT (top shown first)
+_FIELD_ORDERS = {2: "tff", 3: "bff", 4: "bff", 5: "tff"}
+
+
+def _field_order(frame, stream) -> str:
+    """How the picture is scanned: 'interlaced' when the decoded frames say so themselves (the deinterlacer
+    then takes each frame's own parity), else the stream's declared field order, else 'progressive'."""
+    try:
+        if frame.interlaced_frame:
+            return "interlaced"
+    except Exception:
+        pass
+    try:
+        return _FIELD_ORDERS.get(int(stream.codec_context.field_order or 0), "progressive")
+    except Exception:
+        return "progressive"
 
 
 def _seek_is_clean(p: str, index: int, keys: list[int]) -> bool:

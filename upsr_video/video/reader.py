@@ -65,7 +65,7 @@ def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: in
 
 def decord_is_exact(info: VideoInfo) -> bool:
     """Whether decord's own RGB conversion and geometry equal what `iter_frames` promises for this video."""
-    if info.rotation or info.bit_depth > 8 or not info.seekable or info.timestamps != "stream":
+    if info.rotation or info.bit_depth > 8 or not info.seekable or info.timestamps != "stream" or info.interlaced:
         return False
     if is_rgb_format(info.pix_fmt):
         return True
@@ -102,13 +102,27 @@ def _iter_decord(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Ite
 
 
 def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Iterator[Batch]:
-    """PyAV decoding from the keyframe before `start`; frames identified by their timestamps."""
+    """PyAV batches: decoded frames (deinterlaced when the stream is interlaced) converted to RGB."""
+    frames = _deinterlaced(p, info, start, stop) if info.interlaced else _pyav_frames(p, info, start, stop)
+    buf: list[np.ndarray] = []
+    idx: list[int] = []
+    for frame, i in frames:
+        buf.append(to_rgb(frame, info))
+        idx.append(i)
+        if len(buf) == bs:
+            yield _upright(np.stack(buf), info.rotation), idx
+            buf, idx = [], []
+    if buf:
+        yield _upright(np.stack(buf), info.rotation), idx
+
+
+def _pyav_frames(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tuple["av.VideoFrame", int]]:
+    """Decoded frames [start, stop) with their indices, decoding from the keyframe before `start`; frames are
+    identified by their timestamps (by decode order where the timestamps were replaced)."""
     if start >= stop:
         return
     index_of = {t: i for i, t in enumerate(info.pts)}
     for attempt in ("seek", "from_start"):
-        buf: list[np.ndarray] = []
-        idx: list[int] = []
         expect = start
         restart = False
         try:
@@ -142,12 +156,8 @@ def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Itera
                             restart = True  # the seek landed past `start`
                             break
                         raise VideoError(f"{p}: frame {expect} cannot be decoded (truncated or corrupt file)")
-                    buf.append(to_rgb(frame, info))
-                    idx.append(i)
+                    yield frame, i
                     expect += 1
-                    if len(buf) == bs or expect == stop:
-                        yield _upright(np.stack(buf), info.rotation), idx
-                        buf, idx = [], []
                     if expect == stop:
                         return
         except VideoError:
@@ -157,8 +167,62 @@ def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Itera
         if not restart:
             raise VideoError(f"{p}: only {expect} of {info.num_frames} frames could be decoded "
                              f"(truncated or corrupt file)")
-        start = idx[0] if idx else expect  # frames already yielded stay yielded; buffered ones are decoded again
+        start = expect  # frames already yielded stay yielded
     raise VideoError(f"{p}: cannot position the decoder at frame {start}")
+
+
+def deinterlace_filter() -> str:
+    """FFmpeg's bwdif where this build has it, else yadif."""
+    from av.filter import filters_available
+
+    return "bwdif" if "bwdif" in filters_available else "yadif"
+
+
+def _deinterlaced(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tuple["av.VideoFrame", int]]:
+    """Frames [start, stop) deinterlaced one frame per frame (bwdif/yadif, mode send_frame). Each output frame
+    depends on the frames before and after it only, so frames start-1 and stop are decoded too: a range gives
+    exactly the frames of a whole pass. Parity: each frame's own flag where the frames are flagged, else the
+    stream's declared field order."""
+    from collections import deque
+
+    a, b = max(0, start - 1), min(info.num_frames, stop + 1)
+    if info.field_order == "interlaced":
+        args = "mode=send_frame:parity=auto:deint=interlaced"
+    else:
+        args = f"mode=send_frame:parity={info.field_order}:deint=all"
+    graph = sink = None
+    pending: deque[int] = deque()
+
+    def pulled():
+        while pending:
+            try:
+                out = sink.pull()
+            except (BlockingIOError, av.error.BlockingIOError):
+                return
+            except (EOFError, av.error.EOFError):
+                return
+            i = pending.popleft()
+            if start <= i < stop:
+                yield out, i
+
+    for frame, i in _pyav_frames(p, info, a, b):
+        if graph is None:
+            graph = av.filter.Graph()
+            src = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                   time_base=frame.time_base or info.time_base)
+            deint = graph.add(deinterlace_filter(), args)
+            sink = graph.add("buffersink")
+            src.link_to(deint)
+            deint.link_to(sink)
+            graph.configure()
+        graph.push(frame)
+        pending.append(i)
+        yield from pulled()
+    if graph is not None:
+        graph.push(None)
+        yield from pulled()
+    if pending and any(start <= i < stop for i in pending):
+        raise VideoError(f"{p}: the deinterlacer returned no frame for frame {pending[0]}")
 
 
 # swscale's default fast path rounds YCbCr -> RGB 1-2 levels dark; these flags make it exact to +-1
