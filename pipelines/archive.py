@@ -40,15 +40,24 @@ def scan(input_dir: Path, exclude: Optional[Path] = None) -> list[Path]:
     return found
 
 
-def output_for(rel: Path, output_dir: Path, container: str = "auto") -> Path:
-    ext = KEEP_CONTAINER.get(rel.suffix.lower(), ".mp4") if container == "auto" else "." + container.lstrip(".")
+def output_for(rel: Path, output_dir: Path, container: str = "auto", src: Optional[Path] = None) -> Path:
+    """auto: the input's container (see KEEP_CONTAINER), or Matroska where that cannot hold every stream of `src`
+    copied as it is."""
+    if container == "auto":
+        ext = KEEP_CONTAINER.get(rel.suffix.lower(), ".mp4")
+        if src is not None:
+            from upsr_video.upscale import output_container
+
+            ext = output_container(src, ext)
+    else:
+        ext = "." + container.lstrip(".")
     return output_dir / rel.parent / (rel.stem + ext)
 
 
 def plan_outputs(inputs: list[Path], input_dir: Path, output_dir: Path, container: str) -> list[tuple[Path, Path]]:
     """(input, output) pairs; two inputs that would share an output (a.avi, a.webm) keep their extension in
     the name (a.avi.mkv)."""
-    outs = [output_for(p.relative_to(input_dir), output_dir, container) for p in inputs]
+    outs = [output_for(p.relative_to(input_dir), output_dir, container, p) for p in inputs]
     seen: dict[Path, int] = {}
     for o in outs:
         seen[o] = seen.get(o, 0) + 1
@@ -193,7 +202,8 @@ def run_archive(
         "output_dir": str(out_dir),
         "videos": len(pairs),
         "done": [{"input": j.key, "output": str(j.output), "frames": records[j.key].frames,
-                  "segments_reused": j.reused_segments} for j in done],
+                  "segments_reused": j.reused_segments, "streams": (j.streams or {}).get("streams")}
+                 for j in done],
         "failed": failed,
         "skipped": skipped,
         "counts": {"done": len(done), "failed": len(failed), "skipped": len(skipped)},

@@ -24,7 +24,8 @@ from upsr_video.process import UpscaleError
 @click.option("--max-attempts", type=int, default=3, show_default=True, help="Attempts per video before it is reported failed.")
 @click.option("--retry-failed", is_flag=True, help="Give videos that used up their attempts a fresh budget.")
 @click.option("--container", type=click.Choice(["auto", "mp4", "mkv", "mov"]), default="auto", show_default=True,
-              help="auto: keep mp4/mov/mkv, m4v -> mp4, avi/webm -> mkv.")
+              help="auto: keep mp4/mov/mkv, m4v -> mp4, avi/webm -> mkv; mkv also where the input has a stream "
+              "the kept container cannot hold.")
 @click.option("--overwrite", is_flag=True, help="Redo videos whose output exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @upscale_options

@@ -138,6 +138,7 @@ class VideoJob:
     t0: float = 0.0
     seconds: float = 0.0
     duration: Optional[float] = None
+    streams: Optional[dict] = None  # what finalize did with each stream of the input
 
     @property
     def work(self) -> Path:
@@ -198,12 +199,13 @@ class Engine:
         the segments still to compute; raises on a bad input."""
         import ray
 
-        from upsr_video.upscale import prepare
+        from upsr_video.upscale import check_streams, prepare
 
         rec = self.manifest.video(job.key)
         job.attempts = self.manifest.begin_attempt(job.key)
         job.t0 = job.t0 or time.perf_counter()
         cuts = rec.cuts if rec and rec.cuts is not None and rec.frames is not None else None
+        check_streams(job.input, job.output, self.opts, warn=False)  # a stream the container cannot hold: fail early
         job.prep = prepare(job.input, self.opts, spec=self.spec, cuts=cuts)
         n = int(job.prep.info.num_frames)
         if n <= 0:
@@ -253,7 +255,8 @@ class Engine:
 
         parts = [job.parts[s.index] for s in job.segments]
         try:
-            finalize(parts, job.input, str(job.output), overwrite=self.overwrite, fps=self.opts.fps)
+            job.streams = finalize(parts, job.input, str(job.output), overwrite=self.overwrite, fps=self.opts.fps,
+                                   streams=self.opts.streams)
         except Exception as e:
             job.state = FAILED_JOB
             job.reason = f"finalize: {one_line(e)}"
@@ -422,6 +425,9 @@ def run_distributed(
         raise UpscaleError(f"--workers must be >= 1, got {workers}")
     if segment_frames is not None and segment_frames < 1:
         raise UpscaleError(f"--segment-frames must be >= 1, got {segment_frames}")
+    from upsr_video.upscale import check_streams
+
+    check_streams(input, out, opts)  # before Ray starts: a stream the output container cannot hold is an error
     started = init_ray(address, num_cpus=max(workers or 1, os.cpu_count() or 1))
     work = work_dir_for(out)
     manifest = None
@@ -483,7 +489,7 @@ def run_distributed(
     prep = job.prep
     return {
         **run_summary(input, out, prep, opts, len(prep.plan.pts), time.perf_counter() - t0, job.model_seconds,
-                      engine.spec.denoiser is not None),
+                      engine.spec.denoiser is not None, job.streams),
         "workers": n_workers,
         "segments": len(job.segments),
         "split": [[s.start, s.stop] for s in job.segments],

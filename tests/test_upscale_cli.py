@@ -256,9 +256,76 @@ def test_ten_bit_input(tmp_path, g_ckpt):
 def test_subtitles_and_languages_are_kept(tmp_path, g_ckpt):
     src = videogen.subtitle_clip(tmp_path)
     out = tmp_path / "out.mkv"
-    upscale_video(str(src), str(out), opts(g_ckpt))
+    with pytest.raises(UpscaleError, match="matroska cannot hold stream 2 .subtitle mov_text"):
+        upscale_video(str(src), str(out), opts(g_ckpt))  # refused before any work
+    assert not out.exists()
+    upscale_video(str(src), str(out), opts(g_ckpt, streams="convert"))  # mov_text -> SubRip
     kinds = {(t, lang) for t, _, lang, _ in streams(out)}
     assert ("audio", "eng") in kinds and ("subtitle", "fra") in kinds
+
+
+def _all_streams(path):
+    """(type, codec, language, title, disposition, payload) of every stream; payload: the packets' bytes (the
+    attachment's data for an attachment; None for video)."""
+    out = []
+    with av.open(str(path)) as c:
+        payload = {s.index: [] for s in c.streams if s.type in ("audio", "subtitle")}
+        for p in c.demux([c.streams[i] for i in payload]):
+            if p.size:
+                payload[p.stream.index].append(bytes(p))
+        for s in c.streams:
+            data = (b"".join(payload[s.index]) if s.index in payload
+                    else bytes(s.data) if s.type == "attachment" else None)
+            if s.type == "data" and int(s.discard):
+                continue  # an MP4 chapter track (read as the chapters)
+            codec = s.metadata.get("mimetype") if s.type == "attachment" else s.codec_context.name
+            # MP4 stores a track title as 'name'
+            name = s.metadata.get("filename") if s.type == "attachment" else s.metadata.get("title", s.metadata.get("name"))
+            out.append((s.type, codec, s.metadata.get("language"), name, int(s.disposition), data))
+        chapters = [(round(float(ch["start"] * ch["time_base"]), 3), round(float(ch["end"] * ch["time_base"]), 3),
+                     ch["metadata"].get("title")) for ch in c.chapters()]
+        return out, chapters, c.metadata.get("title")
+
+
+def test_every_stream_chapter_attachment_and_tag_is_kept(tmp_path, g_ckpt):
+    """A Matroska rip (AAC + PCM audio, SubRip + ASS subtitles with their font attached, chapters, titles,
+    languages, dispositions): the default output is Matroska and holds all of it, audio and subtitles bit-exact;
+    the JSON summary lists every stream. An explicit .mp4 is refused in one line; with --streams convert the text
+    subtitles become mov_text and the font is dropped, each drop said on stderr."""
+    src = videogen.rich_mkv(tmp_path)
+    r = run_cli("upscale", src, "--scale", 2, "--checkpoint", g_ckpt, "--quiet")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    out = tmp_path / "rich_upsr.mkv"
+    assert s["output"] == str(out) and out.exists()
+    want, chapters, title = _all_streams(src)
+    got, out_chapters, out_title = _all_streams(out)
+    assert got[0][:2] == ("video", "h264") and len(decode(out)[0]) == 10
+    assert got[1:] == want[1:]  # same order, codecs, languages, titles, dispositions and bytes
+    assert [g[:4] for g in got[1:]] == [("audio", "aac", "eng", "Main"), ("audio", "pcm_s16le", "deu", "Kommentar"),
+                                        ("subtitle", "srt", "fra", "Français"), ("subtitle", "ssa", "jpn", "Signs"),
+                                        ("attachment", "application/x-truetype-font", None, "cmex10.ttf")]
+    assert got[5][5] == videogen.font_file().read_bytes()
+    assert out_chapters == chapters == [(0.0, 0.2, "Opening"), (0.2, 0.4, "Ending")]
+    assert out_title == title == "A rich test file"
+    assert [(d["index"], d["type"], d["action"]) for d in s["streams"]] == [
+        (0, "video", "upscale"), (1, "audio", "copy"), (2, "audio", "copy"), (3, "subtitle", "copy"),
+        (4, "subtitle", "copy"), (5, "attachment", "copy")]
+    assert s["chapters"] == 2 and s["streams"][2]["language"] == "deu" and s["streams"][5]["filename"] == "cmex10.ttf"
+
+    mp4 = tmp_path / "rich.mp4"
+    r = run_cli("upscale", src, "--scale", 2, "--checkpoint", g_ckpt, "--quiet", "-o", mp4)
+    _assert_clean_failure(r, tmp_path, "mp4 cannot hold stream 3 (subtitle subrip, fra)")
+    assert not mp4.exists()
+    s = upscale_video(str(src), str(mp4), opts(g_ckpt, streams="convert"))
+    got, out_chapters, _ = _all_streams(mp4)
+    assert [g[:3] for g in got] == [("video", "h264", "und"), ("audio", "aac", "eng"), ("audio", "pcm_s16le", "deu"),
+                                    ("subtitle", "mov_text", "fra"), ("subtitle", "mov_text", "jpn")]
+    assert got[1][5] == want[1][5] and got[2][5] == want[2][5]  # audio still bit-exact
+    assert out_chapters == chapters
+    assert [(d["action"], d.get("to")) for d in s["streams"]] == [
+        ("upscale", None), ("copy", None), ("copy", None), ("convert", "mov_text"), ("convert", "mov_text"),
+        ("drop", None)]
 
 
 def test_scene_cut_starts_a_new_shot(tmp_path, g_ckpt):

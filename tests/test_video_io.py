@@ -295,6 +295,7 @@ def test_finalize_concatenates_losslessly_and_keeps_audio(clips, tmp_path):
     out = tmp_path / "out.mp4"
     summary = finalize(parts, clips["cfr"], out)
     assert summary["audio"][0]["action"] == "copy"
+    assert [(d["type"], d["action"]) for d in summary["streams"]] == [("video", "upscale"), ("audio", "copy")]
     o = probe(out)
     assert o.num_frames == 30 and o.time_base == info.time_base and o.pts == info.pts and o.rotation == 0
     assert o.audio[0]["codec"] == "aac" and o.audio[0]["language"] == "eng"
@@ -334,13 +335,17 @@ def test_finalize_restores_exact_vfr_pts_from_millisecond_parts(clips, tmp_path)
 
 
 def test_finalize_subtitles_and_reencoded_audio(clips, tmp_path):
-    # mov_text (MP4) -> Matroska: converted to SubRip, language kept
+    # mov_text (MP4) -> Matroska: refused by default (one line), converted to SubRip with --streams convert
     out = tmp_path / "subs.mkv"
     parts, _ = _parts(clips["subs"], tmp_path, [(0, 20)])
-    s = finalize(parts, clips["subs"], out)
+    with pytest.raises(VideoError, match="cannot hold stream 2 .subtitle mov_text, fra.*--streams convert") as e:
+        finalize(parts, clips["subs"], out)
+    assert_one_line(e.value)
+    assert not out.exists()
+    s = finalize(parts, clips["subs"], out, streams="convert")
     o = probe(out)
     assert [x["language"] for x in o.subtitles] == ["fra"] and o.audio[0]["language"] == "eng"
-    assert s["subtitles"][0]["action"] in ("copy", "convert")
+    assert s["subtitles"][0]["action"] == "convert" and s["subtitles"][0]["to"] == "subrip"
     with av.open(str(out)) as c:
         st = c.streams.subtitles[0]
         texts = [r.ass for p in c.demux(st) if p.size for ss in [st.decode2(p)] if ss for r in ss]
@@ -348,16 +353,35 @@ def test_finalize_subtitles_and_reencoded_audio(clips, tmp_path):
     # SubRip (Matroska) -> MP4: converted to mov_text
     out2 = tmp_path / "subs.mp4"
     parts, _ = _parts(clips["subs_mkv"], tmp_path, [(0, 20)])
-    finalize(parts, clips["subs_mkv"], out2)
+    finalize(parts, clips["subs_mkv"], out2, streams="convert")
     o2 = probe(out2)
     assert o2.subtitles[0]["codec"] == "mov_text" and o2.subtitles[0]["language"] == "fra"
-    # PCM (Matroska) cannot go into MP4: re-encoded to AAC, language kept, same length
+    # PCM (Matroska) -> MP4: FFmpeg's mp4 muxer holds PCM, so it is copied bit-exact
     out3 = tmp_path / "pcm.mp4"
     parts, _ = _parts(clips["pcm"], tmp_path, [(0, 7), (7, 15)])
     s3 = finalize(parts, clips["pcm"], out3)
     o3 = probe(out3)
-    assert s3["audio"][0]["action"] == "aac" and o3.audio[0]["codec"] == "aac" and o3.audio[0]["language"] == "deu"
-    assert abs(o3.audio[0]["duration"] - o3.duration) <= 2 / o3.avg_fps  # AAC pads to whole 1024-sample frames
+    assert s3["audio"][0]["action"] == "copy" and o3.audio[0]["codec"] == "pcm_s16le"
+    assert o3.audio[0]["language"] == "deu" and _audio_bytes(out3) == _audio_bytes(clips["pcm"])
+    # WavPack (Matroska) cannot go into MP4: an error, or re-encoded to AAC with --streams convert (language
+    # kept, same length), or dropped with --streams drop-unsupported
+    wv = g.write_video(tmp_path / "wv.mkv", g.pan_frames(15, 64, 48, index=17), audio="wavpack", audio_language="swe")
+    parts, _ = _parts(wv, tmp_path, [(0, 15)])
+    out4 = tmp_path / "wv.mp4"
+    with pytest.raises(VideoError, match=r"mp4 cannot hold stream 1 \(audio wavpack, swe\).*use .mkv, or --streams"):
+        finalize(parts, wv, out4)
+    s4 = finalize(parts, wv, out4, streams="convert")
+    o4 = probe(out4)
+    assert s4["audio"][0]["action"] == "convert" and o4.audio[0]["codec"] == "aac" and o4.audio[0]["language"] == "swe"
+    assert abs(o4.audio[0]["duration"] - o4.duration) <= 2 / o4.avg_fps  # AAC pads to whole 1024-sample frames
+    s5 = finalize(parts, wv, out4, overwrite=True, streams="drop-unsupported")
+    assert s5["audio"][0]["action"] == "drop" and not probe(out4).audio
+
+
+def _audio_bytes(path) -> bytes:
+    """The first audio stream's packet payloads, concatenated."""
+    with av.open(str(path)) as c:
+        return b"".join(bytes(p) for p in c.demux(c.streams.audio[0]) if p.size)
 
 
 def test_finalize_errors_leave_no_output(clips, tmp_path):

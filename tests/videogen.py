@@ -302,3 +302,66 @@ def restamped(src, folder, name: str = "samepts.mkv", value: Optional[int] = 0) 
                 continue
             o.mux(p)
     return out
+
+
+def font_file() -> Path:
+    """A real TrueType font (matplotlib ships it) to attach to a Matroska file."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "cmex10.ttf"
+
+
+CHAPTERS = [(0, 200, "Opening"), (200, 400, "Ending")]  # milliseconds, title
+
+
+def rich_mkv(folder, name: str = "rich.mkv") -> Path:
+    """Matroska as from a disc rip: H.264 video, AAC 'eng' ("Main", default) and PCM 'deu' ("Kommentar",
+    comment) audio, SubRip 'fra' ("Français") and ASS 'jpn' ("Signs", forced) subtitles, the ASS script's font
+    attached (cmex10.ttf), two chapters and a container title. 10 frames of 64x48 at 25 fps."""
+    from av.stream import Disposition
+    from av.subtitles.subtitle import SubtitleSet
+
+    from upsr_video.video.mux import ASS_HEADER
+
+    path = Path(folder) / name
+    header = ASS_HEADER.replace(b"Style: Default,Arial,", b"Style: Default,cmex10,")
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        auds = []
+        for codec, lang, title, disp in (("aac", "eng", "Main", Disposition.default),
+                                         ("pcm_s16le", "deu", "Kommentar", Disposition.comment)):
+            a = c.add_stream(codec, rate=48000)
+            a.layout = "mono"
+            a.metadata["language"], a.metadata["title"] = lang, title
+            a.disposition = disp
+            auds.append(a)
+        subs = []
+        for codec, lang, title, disp in (("subrip", "fra", "Français", Disposition(0)),
+                                         ("ass", "jpn", "Signs", Disposition.forced)):
+            s = c.add_stream(codec)
+            s.metadata["language"], s.metadata["title"] = lang, title
+            s.disposition = disp
+            s.time_base = Fraction(1, 1000)
+            s.codec_context.subtitle_header = header
+            subs.append(s)
+        c.add_attachment(font_file().name, "application/x-truetype-font", font_file().read_bytes())
+        c.metadata["title"] = "A rich test file"
+        c.set_chapters([{"id": i + 1, "start": a, "end": b, "time_base": Fraction(1, 1000), "metadata": {"title": t}}
+                        for i, (a, b, t) in enumerate(CHAPTERS)])
+        for i, f in enumerate(pan_frames(10, 64, 48, index=31)):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            for p in vs.encode(vf):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        for a in auds:
+            mux_tone(c, a, 0.4)
+        for s, cues in ((subs[0], [(0, 150, "Bonjour")]), (subs[1], [(100, 300, "{\\fncmex10}Sign")])):
+            for ms0, ms1, text in cues:
+                p = s.codec_context.encode_subtitle(
+                    SubtitleSet.create(b"0,0,Default,,0,0,0,," + text.encode(), 0, ms1 - ms0, pts=ms0))
+                p.stream, p.time_base = s, Fraction(1, 1000)
+                c.mux(p)
+    return path

@@ -70,6 +70,9 @@ def upscale_options(f):
         click.option("--batch-size", type=int, default=8, show_default=True, help="Frames decoded per batch."),
         click.option("--fps", default=None, help="Frame rate (25, 30000/1001) for a video whose timestamps are "
                      "missing or all equal (default: its declared rate); valid timestamps are always kept."),
+        click.option("--streams", type=click.Choice(["keep", "convert", "drop-unsupported"]), default="keep",
+                     show_default=True, help="Streams the output container cannot hold: keep (an error), convert "
+                     "(audio to AAC, text subtitles; others dropped) or drop-unsupported."),
         click.option("--codec", default="libx264", show_default=True),
         click.option("--crf", type=int, default=18, show_default=True),
         click.option("--preset", default="medium", show_default=True),
@@ -108,7 +111,8 @@ def build_options(kw: dict) -> UpscaleOptions:
 
 @main.command()
 @click.argument("input", type=click.Path())
-@click.option("-o", "--output", default=None, help="Output file (default: INPUT stem + _upsr.mp4).")
+@click.option("-o", "--output", default=None, help="Output file (default: INPUT stem + _upsr + the input's container "
+              "where it holds every stream, else .mkv).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--workers", type=int, default=None, help="Run segments on N Ray actors (local Ray instance; with --ray-address and no N: one per GPU, else per CPU).")
 @click.option("--ray-address", default=None, help="Join a Ray cluster: auto or host:port.")
@@ -122,8 +126,9 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, quie
     try:
         opts = build_options(kw)
         if output is None:
-            p = Path(input)
-            output = str(p.with_name(p.stem + "_upsr.mp4"))
+            from .upscale import default_output
+
+            output = default_output(input)
         if not Path(input).exists():
             raise UpscaleError(f"input not found: {input}")
         if workers or ray_address:

@@ -47,6 +47,7 @@ class UpscaleOptions:
     precision: str = "fp32"
     batch_size: int = 8  # frames decoded per batch
     fps: Optional[str] = None  # frame rate for a video whose timestamps are missing or all equal (None: declared)
+    streams: str = "keep"  # keep | convert | drop-unsupported: streams the output container cannot hold
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"

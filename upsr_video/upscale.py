@@ -35,6 +35,53 @@ def check_output(output: str, overwrite: bool) -> Path:
     return out
 
 
+OWN_CONTAINERS = {".mp4": ".mp4", ".m4v": ".mp4", ".mov": ".mov", ".mkv": ".mkv"}
+
+
+def output_container(input_path, preferred: Optional[str] = None) -> str:
+    """The extension of an output that holds every stream of the input copied as it is: `preferred` (default:
+    the input's own container where this tool writes it), else Matroska. An unreadable input keeps the
+    preferred one (its error comes later, from the probe)."""
+    from .video import VideoError, probe
+    from .video.mux import plan_streams
+
+    ext = preferred or OWN_CONTAINERS.get(Path(input_path).suffix.lower(), ".mkv")
+    if ext == ".mkv":
+        return ext
+    try:
+        info = probe(input_path)
+    except VideoError:
+        return ext
+    try:
+        plan_streams(input_path, Path("probe" + ext), "keep", info)
+    except VideoError:
+        return ".mkv"
+    return ext
+
+
+def default_output(input_path) -> str:
+    """INPUT's stem + `_upsr` + the container that holds all of its streams."""
+    p = Path(input_path)
+    return str(p.with_name(p.stem + "_upsr" + output_container(p)))
+
+
+def check_streams(input_path, out, opts: UpscaleOptions, warn: bool = True) -> dict:
+    """Before any work: what happens to every stream of the input in `out` (see `video.mux.plan_streams`).
+    A stream the container cannot hold is an error under --streams keep (the default); a dropped stream is
+    said on one stderr line each."""
+    from .video import VideoError, probe
+    from .video.mux import _describe, plan_streams
+
+    try:
+        plan = plan_streams(input_path, out, opts.streams, probe(input_path, opts.fps))
+    except VideoError as e:
+        raise UpscaleError(str(e)) from None
+    for d in plan["streams"] if warn else []:
+        if d["action"] == "drop":
+            sys.stderr.write(f"warning: {_describe(d)} dropped: {d['reason']}\n")
+    return plan
+
+
 def cuts_of_frames(frames, threshold: Optional[float] = None) -> list[int]:
     """Shot starts (0 included) of frames 0, 1, 2, ... given in order (a list or a stream), each judged on a 64x36
     copy by the scene-cut detector."""
@@ -100,6 +147,7 @@ def upscale_video(
         torch.set_num_threads(opts.threads)
     device = resolve_device(opts.device)
     autocast_for(device, opts.precision)  # reject fp16 on CPU before any work
+    check_streams(input_path, out, opts)
     prep = prepare(input_path, opts)
     try:
         spec, pipe = load_pipeline(opts.checkpoint, device=device)
@@ -111,7 +159,8 @@ def upscale_video(
     part = out.with_name(f".{out.stem}.part0.{os.getpid()}.mkv")
     try:
         res = process_segment(input_path, 0, n, prep.plan, pipe, str(part), progress)
-        finalize([str(part)], input_path, str(out), overwrite=overwrite, fps=opts.fps)
+        streams = finalize([str(part)], input_path, str(out), overwrite=overwrite, fps=opts.fps,
+                           streams=opts.streams)
     except VideoError as e:
         raise UpscaleError(str(e)) from None
     except OSError as e:
@@ -120,11 +169,11 @@ def upscale_video(
         if part.exists():
             part.unlink()
     return run_summary(input_path, out, prep, opts, res.frames, time.perf_counter() - t0, res.model_seconds,
-                       pipe.is_diffusion)
+                       pipe.is_diffusion, streams)
 
 
 def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: int, secs: float,
-                model_seconds: float, is_diffusion: bool) -> dict:
+                model_seconds: float, is_diffusion: bool, streams: Optional[dict] = None) -> dict:
     """The JSON summary of one up-scaled video; the local and the distributed drivers both print it."""
     return {
         "input": str(input_path),
@@ -145,6 +194,9 @@ def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: i
         "timestamps": prep.info.timestamps,  # "stream", or replaced at the declared/given rate
         "input_sar": _ratio(prep.info.sample_aspect_ratio),  # the output has square pixels
         "deinterlaced": _deinterlacer(prep.info),
+        # every stream of the input and what happened to it; chapters and container tags copied
+        "streams": (streams or {}).get("streams"),
+        "chapters": (streams or {}).get("chapters"),
     }
 
 

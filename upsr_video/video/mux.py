@@ -1,13 +1,18 @@
-"""`finalize`: the video-only part files, concatenated losslessly, plus the original's audio and subtitles.
+"""`finalize`: the video-only part files, concatenated losslessly, plus every other stream of the original.
 
 Parts are remuxed packet by packet (no re-encode). Each packet is matched to its frame of the original by its
 time (a part's container may have stored the time on a coarser clock, e.g. Matroska's milliseconds), then
 given that frame's exact pts in the original's time base; the parts must cover every frame once, in order.
 Decode timestamps are rebuilt for the whole stream from the largest reorder depth of any part, so B-frame
-parts join without dts going backwards. The original's audio and subtitle streams are muxed
-once, with their language and title: copied where the output container accepts the codec, else audio is
-re-encoded to AAC and text subtitles converted (mov_text for MP4/MOV, SubRip for Matroska); bitmap subtitles a
-container cannot hold are dropped with a warning. No rotation is written (frames are already upright). The
+parts join without dts going backwards.
+
+Every other stream of the original (audio, subtitles, further video such as cover art, data, attachments such
+as fonts) is copied packet for packet, bit-exact, with its tags (language, title, ...) and disposition, and so
+are the chapters and the container's tags. `plan_streams` decides, before any work, what happens to each: a
+stream the output container cannot hold is an error under the policy `keep` (the default), is converted under
+`convert` where it can be (audio to AAC, text subtitles to mov_text for MP4/MOV, SubRip for Matroska; bitmap
+subtitles, data and attachments cannot be) and dropped otherwise, and is dropped under `drop-unsupported`.
+No rotation is written (frames are already upright). The
 output is written under a temporary name and renamed into place only when complete. The output video stream
 gets the original's time base and pts; Matroska outputs store them on its millisecond clock (as any Matroska
 file does), MP4/MOV outputs exactly.
@@ -16,9 +21,9 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import io
 import itertools
 import os
-import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional
@@ -29,8 +34,7 @@ from .errors import VideoError, reason
 from .probe import codec_name, probe
 from .writer import _unlink, container_format, muxer_options, temp_path
 
-# audio MP4 players take (FFmpeg's mp4 muxer also accepts e.g. PCM, which few players play): others -> AAC
-MP4_AUDIO = {"aac", "mp3", "mp2", "ac3", "eac3", "opus", "flac", "alac"}
+POLICIES = ("keep", "convert", "drop-unsupported")
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text"}
 TEXT_TARGET = {"mp4": "mov_text", "mov": "mov_text", "matroska": "subrip", "webm": "webvtt", "nut": "subrip"}
 # a minimal ASS header for text-subtitle encoders when the decoder offers none
@@ -42,10 +46,109 @@ ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\nPlayResX: 384\nPlayResY: 288\
               b"Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n")
 
 
-def finalize(parts: list, original, out, overwrite: bool = False, fps=None) -> dict:
-    """Concatenate `parts` (in order) into `out` with the audio/subtitle streams of `original`.
-    Returns a summary: frames, and per audio/subtitle stream what was done. Raises VideoError.
-    fps: as for `probe` (an original with missing or all-equal timestamps)."""
+# stream tags the muxer writes itself (stale once copied) or that no longer apply (frames are upright)
+_DERIVED_TAGS = ("duration", "number_of_frames", "number_of_bytes", "bps", "_statistics_", "encoder", "rotate")
+
+
+def _stream_facts(s) -> dict:
+    d = {"index": s.index, "type": s.type, "codec": codec_name(s) if s.type != "attachment" else None,
+         "language": s.metadata.get("language"), "title": s.metadata.get("title")}
+    if s.type == "attachment":
+        d.update(filename=s.metadata.get("filename"), mimetype=s.metadata.get("mimetype"))
+    if s.type == "video" and s.disposition & av.stream.Disposition.attached_pic:
+        d["attached_pic"] = True
+    return d
+
+
+def _describe(d: dict) -> str:
+    what = d.get("filename") if d["type"] == "attachment" else d["codec"]
+    lang = f", {d['language']}" if d.get("language") else ""
+    return f"stream {d['index']} ({d['type']} {what}{lang})"
+
+
+_HOLDS: dict = {}
+
+
+def _copy_problem(fmt: str, s) -> Optional[str]:
+    """None when a `fmt` file can hold stream `s` copied as it is (a header written to memory with it), else a
+    short reason."""
+    key = (fmt, s.type, codec_name(s) if s.type != "attachment" else s.metadata.get("mimetype"))
+    if key in _HOLDS:
+        return _HOLDS[key]
+    problem = None
+    try:
+        with av.logging.Capture(), av.open(io.BytesIO(), "w", format=fmt) as oc:
+            if s.type == "attachment":
+                oc.add_attachment("probe.bin", s.metadata.get("mimetype") or "application/octet-stream", b"\0")
+            else:
+                oc.add_stream_from_template(s)
+            oc.start_encoding()
+    except Exception as e:
+        problem = reason(e) if s.type != "attachment" else "no attachments in this container"
+    _HOLDS[key] = problem
+    return problem
+
+
+def _can_convert(fmt: str, s) -> Optional[str]:
+    """The codec a stream that cannot be copied into `fmt` would be converted to, or None."""
+    if s.type == "audio" and s.codec_context is not None:
+        return "aac"
+    if s.type == "subtitle" and s.codec_context is not None and s.codec_context.name in TEXT_SUBTITLES:
+        return TEXT_TARGET.get(fmt, "subrip")
+    return None
+
+
+def plan_streams(original, out, policy: str = "keep", info=None) -> dict:
+    """What `finalize` will do with every stream of `original` for an output named `out` (its container from the
+    extension): {"streams": [{index, type, codec, language, title, action, ...}], "chapters": n,
+    "container_tags": [...]}; action is upscale (the video), copy, convert (with "to"), drop (with "reason") or
+    chapters (an MP4/MOV chapter track: its chapters are copied as chapters).
+    Raises VideoError (one line) when, under policy `keep`, the container cannot hold a stream."""
+    if policy not in POLICIES:
+        raise VideoError(f"--streams must be one of {', '.join(POLICIES)}, got {policy!r}")
+    fmt = container_format(out)
+    info = info or probe(original)
+    p = os.fspath(original)
+    plan = []
+    try:
+        c = av.open(p, metadata_errors="ignore")
+    except Exception as e:
+        raise VideoError(f"{p}: cannot open ({reason(e)})") from None
+    with c:
+        for s in c.streams:
+            d = _stream_facts(s)
+            if s.index == info.stream_index:
+                d["action"] = "upscale"
+            elif s.type == "data" and int(s.discard) >= int(av.stream.Discard.all) and c.chapters():
+                d["action"] = "chapters"  # an MP4/MOV chapter track, hidden by the demuxer: copied as chapters
+            elif s.type not in ("audio", "subtitle", "video", "data", "attachment"):
+                d.update(action="drop", reason=f"unknown stream type {s.type}")
+            else:
+                problem = _copy_problem(fmt, s)
+                to = _can_convert(fmt, s) if problem else None
+                if problem is None:
+                    d["action"] = "copy"
+                elif policy == "keep":
+                    hint = "--streams convert" if to else "--streams drop-unsupported"
+                    hint = hint if fmt == "matroska" else f".mkv, or {hint}"
+                    raise VideoError(f"{Path(out).name}: {fmt} cannot hold {_describe(d)} of {Path(p).name} "
+                                     f"({problem}): use {hint}")
+                elif policy == "convert" and to:
+                    d.update(action="convert", to=to)
+                else:
+                    d.update(action="drop", reason=f"{fmt} cannot hold it" + ("" if policy != "convert" else
+                                                                             " and it cannot be converted"))
+            plan.append(d)
+        chapters = len(c.chapters())
+        tags = sorted(k for k in c.metadata if not k.lower().startswith(_DERIVED_TAGS))
+    return {"streams": plan, "chapters": chapters, "container_tags": tags}
+
+
+def finalize(parts: list, original, out, overwrite: bool = False, fps=None, streams: str = "keep") -> dict:
+    """Concatenate `parts` (in order) into `out` with every other stream, the chapters and the tags of
+    `original` (see `plan_streams`; `streams` is the policy). Returns the plan, with "frames" and, per kind,
+    "audio"/"subtitles" lists of what was done. Raises VideoError. fps: as for `probe` (an original with missing
+    or all-equal timestamps)."""
     out_p = Path(out)
     parts = [os.fspath(p) for p in parts]
     if not parts:
@@ -56,13 +159,14 @@ def finalize(parts: list, original, out, overwrite: bool = False, fps=None) -> d
     if not out_p.parent.is_dir():
         raise VideoError(f"{out_p}: output folder does not exist")
     info = probe(original, fps)
+    plan = plan_streams(original, out_p, streams, info)
     for p in parts:
         if not os.path.isfile(p):
             raise VideoError(f"part file missing: {p}")
     order, depth = _scan_parts(parts, info.pts, info.time_base)
     tmp = temp_path(out_p)
     try:
-        summary = _write(parts, os.fspath(original), info, order, depth, str(tmp), fmt)
+        summary = _write(parts, os.fspath(original), info, order, depth, str(tmp), fmt, plan)
         os.replace(tmp, out_p)
     except VideoError:
         _unlink(tmp)
@@ -140,24 +244,41 @@ def _frame_of(t: Fraction, pts: list[int], tb: Fraction, ptb: Fraction, path: st
     return best
 
 
-def _write(parts: list[str], original: str, info, order: list[int], depth: int, tmp: str, fmt: str) -> dict:
+def _write(parts: list[str], original: str, info, order: list[int], depth: int, tmp: str, fmt: str,
+           plan: dict) -> dict:
     pts, tb = info.pts, info.time_base
-    summary: dict = {"frames": len(order), "audio": [], "subtitles": []}
+    actions = {d["index"]: d for d in plan["streams"]}
+    summary: dict = {"frames": len(order), **plan,
+                     "audio": [d for d in plan["streams"] if d["type"] == "audio"],
+                     "subtitles": [d for d in plan["streams"] if d["type"] == "subtitle"]}
     with av.open(tmp, "w", format=fmt, options=muxer_options(fmt)) as oc, \
             av.open(original, metadata_errors="ignore") as src:
         with av.open(parts[0], metadata_errors="ignore") as p0:
             ov = oc.add_stream_from_template(_video_stream(p0, parts[0]))
         ov.time_base = tb
         _copy_tags(src.streams[info.stream_index], ov)
+        for k, v in src.metadata.items():
+            if not k.lower().startswith(_DERIVED_TAGS):
+                oc.metadata[k] = v
+        if plan["chapters"]:
+            oc.set_chapters(src.chapters())
         routes = {}
-        for s in list(src.streams.audio) + list(src.streams.subtitles):
-            route = _route(oc, s, fmt)
-            if route is None:
-                continue
-            routes[s.index] = route
-            kind = "audio" if s.type == "audio" else "subtitles"
-            summary[kind].append({"index": s.index, "codec": codec_name(s), "action": route[0],
-                                  "language": s.metadata.get("language")})
+        for s in src.streams:
+            d = actions[s.index]
+            if d["action"] == "copy" and s.type == "attachment":
+                a = oc.add_attachment(s.metadata.get("filename") or f"attachment{s.index}",
+                                      s.metadata.get("mimetype") or "application/octet-stream", bytes(s.data))
+                d["output_index"] = a.index
+            elif d["action"] == "copy":
+                out = oc.add_stream_from_template(s)
+                _copy_tags(s, out)
+                routes[s.index] = ("copy", out)
+                d["output_index"] = out.index
+            elif d["action"] == "convert":
+                routes[s.index] = _convert(oc, s, fmt)
+                d["output_index"] = routes[s.index][1].index
+            elif d["action"] == "upscale":
+                d["output_index"] = ov.index
         seq = itertools.count()
         last_dur = max(1, round((Fraction(info.duration) - (pts[-1] - pts[0]) * tb) / tb))
         video = ((t, next(seq), pkt) for t, pkt in _video_packets(parts, ov, pts, tb, order, depth, last_dur))
@@ -172,10 +293,10 @@ def _write(parts: list[str], original: str, info, order: list[int], depth: int, 
 
 
 def _copy_tags(src, dst) -> None:
-    """Language, title and disposition (default/forced/...) of a stream."""
-    for k in ("language", "title"):
-        v = src.metadata.get(k)
-        if v:
+    """The stream's tags (language, title, ...; not those the muxer writes itself) and disposition
+    (default/forced/comment/...)."""
+    for k, v in src.metadata.items():
+        if v and not k.lower().startswith(_DERIVED_TAGS):
             dst.metadata[k] = v
     try:
         dst.disposition = src.disposition
@@ -183,20 +304,10 @@ def _copy_tags(src, dst) -> None:
         pass
 
 
-def _route(oc, s, fmt: str) -> Optional[tuple]:
-    """How stream `s` of the original goes into `oc`: ('copy', out) | ('aac', out, resampler) |
-    ('convert', out) | None (dropped, with a warning)."""
+def _convert(oc, s, fmt: str) -> tuple:
+    """The route of a stream `fmt` cannot hold as it is: ('aac', out, resampler) for audio, ('convert', out) for
+    text subtitles (see `_can_convert`)."""
     cc = s.codec_context
-    if not (fmt == "mp4" and s.type == "audio" and codec_name(s) not in MP4_AUDIO):
-        try:
-            out = oc.add_stream_from_template(s)
-            _copy_tags(s, out)
-            return ("copy", out)
-        except ValueError:
-            pass  # the container cannot hold this codec
-    if cc is None:
-        warnings.warn(f"stream {s.index}: no decoder for its codec in this build and {fmt} cannot copy it: dropped")
-        return None
     if s.type == "audio":
         out = oc.add_stream("aac", rate=cc.sample_rate if cc.sample_rate in _AAC_RATES else 48000)
         name = cc.layout.name
@@ -204,19 +315,15 @@ def _route(oc, s, fmt: str) -> Optional[tuple]:
         _copy_tags(s, out)
         res = av.AudioResampler(format="fltp", layout=out.layout, rate=out.rate, frame_size=1024)
         return ("aac", out, res)
-    if cc.name in TEXT_SUBTITLES:
-        target = TEXT_TARGET.get(fmt, "subrip")
-        out = oc.add_stream(target)
-        out.time_base = s.time_base
-        try:
-            cc.open()
-        except Exception:
-            pass
-        out.codec_context.subtitle_header = cc.subtitle_header or ASS_HEADER
-        _copy_tags(s, out)
-        return ("convert", out)
-    warnings.warn(f"subtitle stream {s.index} ({cc.name}) cannot be stored in {fmt}: dropped")
-    return None
+    out = oc.add_stream(TEXT_TARGET.get(fmt, "subrip"))
+    out.time_base = s.time_base
+    try:
+        cc.open()
+    except Exception:
+        pass
+    out.codec_context.subtitle_header = cc.subtitle_header or ASS_HEADER
+    _copy_tags(s, out)
+    return ("convert", out)
 
 
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
@@ -260,6 +367,8 @@ def _other_packets(src, routes: dict) -> Iterator[tuple[float, "av.Packet"]]:
         i = pkt.stream.index
         route = routes[i]
         if route[0] == "copy":
+            if pkt.size and pkt.pts is None and pkt.dts is None and pkt.stream.type == "video":
+                pkt.pts = pkt.dts = 0  # an attached picture (cover art): one untimed packet
             if pkt.size == 0 or (pkt.pts is None and pkt.dts is None):
                 continue
             if pkt.dts is None:
