@@ -253,6 +253,94 @@ def test_ten_bit_input(tmp_path, g_ckpt):
     assert len(decode(out)[0]) == 8
 
 
+def _deep_frames(path):
+    """(RGB48 frames, first frame) of a video decoded by PyAV with its own tags and accurate rounding."""
+    from av.video.reformatter import Interpolation
+
+    from upsr_video.video.colour import RANGES, SWS
+
+    flags = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+    out, first = [], None
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            first = first or f
+            out.append(f.reformat(format="rgb48le", src_colorspace=SWS["bt2020nc"], src_color_range=RANGES["tv"],
+                                  dst_color_range=RANGES["pc"], interpolation=flags).to_ndarray())
+    return np.stack(out), first
+
+
+def _hdr_facts(frame):
+    import struct
+
+    side = {sd.type.name: bytes(sd) for sd in frame.side_data}
+    md = side.get("MASTERING_DISPLAY_METADATA")
+    cll = side.get("CONTENT_LIGHT_LEVEL")
+    return ((frame.format.name, frame.colorspace, frame.color_range, frame.color_primaries, frame.color_trc),
+            struct.unpack("<22i", md) if md else None, struct.unpack("<2I", cll) if cll else None)
+
+
+def test_ten_bit_hdr_is_kept_end_to_end(tmp_path, g_ckpt):
+    """A 10-bit PQ (HDR10) clip with mastering display and content light metadata: decoded at 16 bits (exactly
+    the source's levels), up-scaled in float, written 10-bit by the default encoder (H.264 High 10) with the same
+    colour tags and HDR metadata and no tone mapping; every channel keeps far more than 256 levels."""
+    from upsr_video.process import to_tensor, to_uint16
+    from upsr_video.video import iter_frames
+
+    src = videogen.hdr_clip(tmp_path)
+    ref, src_first = _deep_frames(src)
+    mine = np.concatenate([f for f, _ in iter_frames(str(src), deep=True)])
+    assert mine.dtype == np.uint16 and np.array_equal(mine, ref)  # the source's levels, not 8-bit ones
+    assert all(len(np.unique(ref[..., k])) > 256 for k in range(3))
+    assert np.array_equal(to_uint16(to_tensor(mine[0], "cpu")), mine[0])  # float keeps 16-bit levels exactly
+
+    out = tmp_path / "out.mkv"
+    s = upscale_video(str(src), str(out), opts(g_ckpt))
+    frames, out_first = _deep_frames(out)
+    assert len(frames) == 4 and frames.shape[1:] == (96, 128, 3) and s["bit_depth"] == [10, 10]
+    assert all(len(np.unique(frames[..., k])) > 256 for k in range(3)), [len(np.unique(frames[..., k])) for k in range(3)]
+    want = _hdr_facts(src_first)
+    assert want == (("yuv420p10le", 9, 1, 9, 16), videogen_mastering(), videogen.CONTENT_LIGHT)
+    assert _hdr_facts(out_first) == want  # pix_fmt, matrix, range, primaries, PQ, mastering, MaxCLL/MaxFALL
+    assert s["colour"]["transfer"] == "smpte2084" and s["colour"]["mastering_display"] == videogen.MASTERING
+    # no tone mapping: the picture's PQ code values are kept (the output against a plain bicubic x2 of the input)
+    import cv2
+
+    bic = np.stack([cv2.resize(f.astype(np.float32), (128, 96), interpolation=cv2.INTER_CUBIC) for f in ref])
+    assert abs(frames.astype(np.float64).mean() - bic.mean()) < 0.02 * 65535
+
+
+def videogen_mastering():
+    """The mastering display of videogen.MASTERING as the decoder exports it (22 int32)."""
+    import re
+
+    g, b, r, wp, lum = re.findall(r"\(([^)]*)\)", videogen.MASTERING)
+    xy = [tuple(int(v) for v in t.split(",")) for t in (r, g, b, wp)]
+    hi, lo = (int(v) for v in lum.split(","))
+    vals = [q for x, y in xy for q in (x, 50000, y, 50000)]
+    return tuple(vals + [lo, 10000, hi, 10000, 1, 1])
+
+
+def test_writer_libx265_carries_hdr10_metadata(tmp_path):
+    """HEVC Main 10 from uint16 RGB: 10-bit frames, colour tags and the mastering/content-light SEI."""
+    from dataclasses import replace
+
+    from upsr_video.video import VideoWriter, probe
+
+    src = videogen.hdr_clip(tmp_path)
+    info = probe(str(src))
+    assert info.colour.mastering_display() == videogen.MASTERING and info.colour.light == videogen.CONTENT_LIGHT
+    ref, first = _deep_frames(src)
+    out = tmp_path / "x265.mkv"
+    with VideoWriter(out, 64, 48, info.time_base, codec="libx265", preset="ultrafast", crf=4, pix_fmt="yuv420p10le",
+                     colour=info.colour) as w:
+        for i, f in enumerate(ref):
+            w.write(f, info.pts[i])
+    got, out_first = _deep_frames(out)
+    assert _hdr_facts(out_first) == _hdr_facts(first)
+    assert np.abs(got.astype(float) - ref).mean() < 0.03 * 65535  # lossy 4:2:0 of sharp 10-bit ramps
+    assert probe(str(out)).colour == replace(info.colour)
+
+
 def test_subtitles_and_languages_are_kept(tmp_path, g_ckpt):
     src = videogen.subtitle_clip(tmp_path)
     out = tmp_path / "out.mkv"

@@ -365,3 +365,30 @@ def rich_mkv(folder, name: str = "rich.mkv") -> Path:
                 p.stream, p.time_base = s, Fraction(1, 1000)
                 c.mux(p)
     return path
+
+
+MASTERING = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50)"  # BT.2020 / D65, 1000 nits
+CONTENT_LIGHT = (1000, 400)  # MaxCLL, MaxFALL
+
+
+def hdr_clip(folder, n: int = 4, codec: str = "libx265", name: str = "hdr.mkv") -> Path:
+    """10-bit HDR10: yuv420p10le, BT.2020 primaries and matrix, PQ (SMPTE 2084) transfer, limited range, with
+    mastering display and content light level SEI. Each frame's planes are exact 10-bit ramps (luma 64..940 over
+    the frame, chroma ramps the other way) moving a little per frame: far more than 256 levels per channel."""
+    w, h = 64, 48
+    planes = []
+    for i in range(n):
+        yy, xx = np.mgrid[0:h, 0:w]
+        y = 64 + ((yy * w + xx + 37 * i) % (w * h)) * 876 // (w * h - 1)
+        cy, cx = np.mgrid[0:h // 2, 0:w // 2]
+        u = 412 + ((cx * (h // 2) + cy + 5 * i) % (w * h // 4)) * 200 // (w * h // 4 - 1)
+        v = 612 - ((cy * (w // 2) + cx + 9 * i) % (w * h // 4)) * 200 // (w * h // 4 - 1)
+        planes.append([a.astype(np.uint16) for a in (y, u, v)])
+    key = "x265-params" if codec == "libx265" else "x264-params"
+    md, cll = ("master-display", "max-cll") if codec == "libx265" else ("mastering-display", "cll")
+    params = f"{md}={MASTERING}:{cll}={CONTENT_LIGHT[0]},{CONTENT_LIGHT[1]}"
+    if codec == "libx265":
+        params = "log-level=error:" + params
+    return write_video(Path(folder) / name, [], yuv_planes=planes, codec=codec, pix_fmt="yuv420p10le",
+                       options={key: params, "crf": "4"},
+                       colour={"colorspace": 9, "color_range": 1, "color_primaries": 9, "color_trc": 16})

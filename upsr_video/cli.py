@@ -76,7 +76,8 @@ def upscale_options(f):
         click.option("--codec", default="libx264", show_default=True),
         click.option("--crf", type=int, default=18, show_default=True),
         click.option("--preset", default="medium", show_default=True),
-        click.option("--pix-fmt", default="yuv420p", show_default=True),
+        click.option("--pix-fmt", default="auto", show_default=True,
+                     help="auto: yuv420p, or yuv420p10le for a source with more than 8 bits per sample."),
         click.option("--threads", type=int, default=0, help="CPU threads for torch (0: default)."),
     ]
     for o in reversed(opts):

@@ -51,7 +51,7 @@ class UpscaleOptions:
     codec: str = "libx264"
     crf: int = 18
     preset: str = "medium"
-    pix_fmt: str = "yuv420p"
+    pix_fmt: str = "auto"  # auto: yuv420p, or yuv420p10le for a source with more than 8 bits per sample
     threads: int = 0
 
     def to_dict(self) -> dict:
@@ -146,13 +146,41 @@ def autocast_for(device: str, precision: str):
 
 
 def to_tensor(frame: np.ndarray, device) -> torch.Tensor:
-    """HWC uint8 RGB -> [1,3,H,W] float in [-1,1]."""
+    """HWC uint8 (or uint16, 0..65535) RGB -> [1,3,H,W] float in [-1,1]."""
+    if frame.dtype == np.uint16:
+        t = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(device)
+        return t.permute(2, 0, 1)[None].div_(32767.5).sub_(1.0)
     t = torch.from_numpy(np.ascontiguousarray(frame)).to(device)
     return t.permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
     return ((t[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def to_uint16(t: torch.Tensor) -> np.ndarray:
+    """[1,3,H,W] float in [-1,1] -> HWC uint16 RGB (0..65535): the precision a >8-bit source keeps."""
+    return ((t[0].float().clamp(-1, 1) + 1) * 32767.5).round().int().permute(1, 2, 0).cpu().numpy().astype(np.uint16)
+
+
+def output_pix_fmt(pix_fmt: str, codec: str, bit_depth: int) -> str:
+    """--pix-fmt auto: yuv420p for an 8-bit source; for a deeper one yuv420p10le (H.264 High 10, HEVC Main 10,
+    FFV1, ...), or the encoder's first 10-bit 4:2:0/4:4:4 format."""
+    if pix_fmt != "auto":
+        return pix_fmt
+    if bit_depth <= 8:
+        return "yuv420p"
+    import av
+
+    try:
+        names = [f.name for f in av.Codec(codec, "w").video_formats or []]
+    except Exception:
+        return "yuv420p10le"  # the writer reports the unknown encoder
+    for f in ("yuv420p10le", "yuv444p10le", "yuv422p10le", "gbrp10le"):
+        if not names or f in names:
+            return f
+    raise UpscaleError(f"encoder {codec} cannot write more than 8 bits per sample; the source has {bit_depth} "
+                       f"(use --codec libx264, libx265 or ffv1, or --pix-fmt yuv420p)")
 
 
 def auto_tiles(pipe: UPSRPipeline, opts: UpscaleOptions, model_size: tuple[int, int]) -> TileOptions:
@@ -186,10 +214,12 @@ def process_segment(
 ) -> SegmentResult:
     """Up-scale frames [start, stop) into a video-only file at out_path (temporary name, renamed on success).
     Frames [start - context, start) of the same shot are decoded only to warm the temporal state."""
-    from .video import VideoWriter, iter_frames
+    from .video import VideoWriter, iter_frames, probe
 
     t0 = time.perf_counter()
     opts = plan.options
+    depth = probe(video_path, opts.fps).bit_depth  # > 8: decoded as uint16 and written at 10 bits by default
+    pix_fmt = output_pix_fmt(opts.pix_fmt, opts.codec, depth)
     topts = TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed)
     tiles = auto_tiles(pipe, opts, plan.model_size)
     runner = TemporalUPSR(pipe, topts, plan.model_size, plan.out_size if plan.out_size != plan.model_size else None,
@@ -203,15 +233,17 @@ def process_segment(
 
     amp = autocast_for(str(pipe.device), opts.precision)
     with amp, VideoWriter(out_path, cw, ch, Fraction(*tb), codec=opts.codec, crf=opts.crf, preset=opts.preset,
-                     pix_fmt=opts.pix_fmt, colour=plan.colour) as writer:
-        for frames, indices in iter_frames(video_path, first, stop, batch_size=opts.batch_size, fps=opts.fps):
+                     pix_fmt=pix_fmt, colour=plan.colour) as writer:
+        for frames, indices in iter_frames(video_path, first, stop, batch_size=opts.batch_size, fps=opts.fps,
+                                           deep=True):
             for frame, idx in zip(frames, indices):
                 emit = idx >= start
                 tm = time.perf_counter()
                 hr = runner.push(idx, to_tensor(frame, pipe.device), plan.shot_start(idx), emit=emit)
                 model_s += time.perf_counter() - tm
                 if emit:
-                    writer.write(place(to_uint8(hr), plan.geometry), plan.pts[idx])
+                    out = to_uint16(hr) if frame.dtype == np.uint16 else to_uint8(hr)
+                    writer.write(place(out, plan.geometry), plan.pts[idx])
                     n += 1
                     if progress:
                         progress(1)

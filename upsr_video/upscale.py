@@ -116,6 +116,9 @@ def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[lis
     if info.timestamp_note:  # missing or all-equal timestamps replaced: said once, on one line
         sys.stderr.write(f"warning: {info.timestamp_note}\n")
         sys.stderr.flush()
+    if (info.colour.mastering_display() or info.colour.light) and opts.codec not in ("libx264", "libx265"):
+        sys.stderr.write(f"warning: {input_path}: the {opts.codec} encoder cannot carry the HDR mastering display "
+                         f"/ content light metadata; it is not kept (use --codec libx264 or libx265)\n")
     if spec is None:
         from .checkpoint import default_checkpoint_path
 
@@ -194,10 +197,30 @@ def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: i
         "timestamps": prep.info.timestamps,  # "stream", or replaced at the declared/given rate
         "input_sar": _ratio(prep.info.sample_aspect_ratio),  # the output has square pixels
         "deinterlaced": _deinterlacer(prep.info),
+        "bit_depth": [prep.info.bit_depth, _out_depth(prep, opts)],  # input, output (decoded at the source's)
+        "colour": _colour_summary(prep.info.colour),
         # every stream of the input and what happened to it; chapters and container tags copied
         "streams": (streams or {}).get("streams"),
         "chapters": (streams or {}).get("chapters"),
     }
+
+
+def _out_depth(prep: Prepared, opts: UpscaleOptions) -> Optional[int]:
+    from .process import output_pix_fmt
+
+    try:
+        import av
+
+        fmt = output_pix_fmt(opts.pix_fmt, opts.codec, prep.info.bit_depth)
+        return max(c.bits for c in av.VideoFormat(fmt).components)
+    except Exception:
+        return None
+
+
+def _colour_summary(c) -> dict:
+    """The colour tags written (those of the source) and whether HDR static metadata was there to keep."""
+    return {"matrix": c.matrix, "range": c.range, "primaries": c.primaries, "transfer": c.transfer,
+            "mastering_display": c.mastering_display(), "content_light": list(c.light) if c.light else None}
 
 
 def _ratio(r) -> Optional[str]:

@@ -46,6 +46,19 @@ class ColourInfo:
     primaries: str = "bt709"
     transfer: str = "bt709"
     tagged: tuple[str, ...] = ()
+    # HDR static metadata as the decoder exports it: AVMasteringDisplayMetadata as 22 int32 (R, G, B, white
+    # point x/y and min/max luminance as num/den pairs, has_primaries, has_luminance) and (MaxCLL, MaxFALL)
+    mastering: Optional[tuple[int, ...]] = None
+    light: Optional[tuple[int, int]] = None
+
+    def mastering_display(self) -> Optional[str]:
+        """The x264/x265 `G(x,y)B(x,y)R(x,y)WP(x,y)L(max,min)` string (0.00002 / 0.0001 cd/m2 units)."""
+        m = self.mastering
+        if not m or len(m) < 22 or not (m[20] and m[21]) or any(m[k] == 0 for k in range(1, 20, 2)):
+            return None
+        c = [round(m[k] / m[k + 1] * 50000) for k in range(0, 16, 2)]  # R, G, B, WP (x, y)
+        lo, hi = (round(m[k] / m[k + 1] * 10000) for k in (16, 18))
+        return f"G({c[2]},{c[3]})B({c[4]},{c[5]})R({c[0]},{c[1]})WP({c[6]},{c[7]})L({hi},{lo})"
 
     def codes(self) -> dict[str, int]:
         """AVCOL_* values for a codec context or frame."""

@@ -274,7 +274,8 @@ def _probe(p: str, fps: Optional[str] = None) -> VideoInfo:
         rot = _rotation(first, v)
         w, h = (ch, cw) if rot in (90, 270) else (cw, ch)
         fmt = first.format.name
-        colour = resolve(cw, ch, fmt, first.colorspace, first.color_range, first.color_primaries, first.color_trc)
+        colour = replace(resolve(cw, ch, fmt, first.colorspace, first.color_range, first.color_primaries,
+                                 first.color_trc), **_hdr_side_data(first))
         try:
             depth = max(comp.bits for comp in av.VideoFormat(fmt).components)
         except Exception:
@@ -291,6 +292,23 @@ def _probe(p: str, fps: Optional[str] = None) -> VideoInfo:
             stream_index=v.index, seekable=seekable and timestamps == "stream",
             sample_aspect_ratio=Fraction(sar) if sar else None, has_audio=bool(audio), audio=audio, subtitles=subs,
             timestamps=timestamps, timestamp_note=note, field_order=field_order)
+
+
+def _hdr_side_data(frame) -> dict:
+    """Mastering display and content light level side data of a decoded frame (HDR10 static metadata)."""
+    import struct
+
+    out: dict = {}
+    try:
+        for sd in frame.side_data:
+            b = bytes(sd)
+            if sd.type.name == "MASTERING_DISPLAY_METADATA" and len(b) >= 88:
+                out["mastering"] = struct.unpack("<22i", b[:88])
+            elif sd.type.name == "CONTENT_LIGHT_LEVEL" and len(b) >= 8:
+                out["light"] = struct.unpack("<2I", b[:8])
+    except Exception:
+        pass
+    return out
 
 
 # AVFieldOrder: 1 progressive; coded/displayed first: 2 TT, 3 BB, 4 TB (bottom shown first), 5 BT (top shown first)

@@ -31,11 +31,12 @@ Batch = tuple[np.ndarray, list[int]]
 
 
 def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: int = 8,
-                backend: str = "auto", fps=None) -> Iterator[Batch]:
+                backend: str = "auto", fps=None, deep: bool = False) -> Iterator[Batch]:
     """Yield (frames, indices) for frames [start, stop) of `path`: frames a uint8 array (B, H, W, 3) RGB, upright,
     indices the frame numbers (presentation order, matching `probe(path).pts`). stop=None or past the end means
     the end. backend: 'auto' (decord where it is exact, else PyAV), 'decord' or 'pyav'. fps: as for `probe` (a
-    stream with missing or all-equal timestamps)."""
+    stream with missing or all-equal timestamps). deep: frames of a source with more than 8 bits per sample come
+    as uint16 RGB (0..65535, the source's levels scaled, no tone mapping) instead of uint8."""
     p = os.fspath(path)
     info = probe(p, fps)
     n = info.num_frames
@@ -49,7 +50,8 @@ def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: in
         return
     if backend not in ("auto", "decord", "pyav"):
         raise VideoError(f"unknown decoder backend {backend!r}")
-    use_decord = backend == "decord" or (backend == "auto" and decord_is_exact(info))
+    deep = bool(deep) and info.bit_depth > 8
+    use_decord = not deep and (backend == "decord" or (backend == "auto" and decord_is_exact(info)))
     pos = start
     if use_decord:
         for frames, idx in _iter_decord(p, info, start, stop, batch_size):
@@ -60,7 +62,7 @@ def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: in
             pos = idx[-1] + 1
         else:
             return
-    yield from _iter_pyav(p, info, pos, stop, batch_size)
+    yield from _iter_pyav(p, info, pos, stop, batch_size, deep)
 
 
 def decord_is_exact(info: VideoInfo) -> bool:
@@ -101,13 +103,13 @@ def _iter_decord(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Ite
         yield frames, idx
 
 
-def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Iterator[Batch]:
+def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int, deep: bool = False) -> Iterator[Batch]:
     """PyAV batches: decoded frames (deinterlaced when the stream is interlaced) converted to RGB."""
     frames = _deinterlaced(p, info, start, stop) if info.interlaced else _pyav_frames(p, info, start, stop)
     buf: list[np.ndarray] = []
     idx: list[int] = []
     for frame, i in frames:
-        buf.append(to_rgb(frame, info))
+        buf.append(to_rgb(frame, info, deep))
         idx.append(i)
         if len(buf) == bs:
             yield _upright(np.stack(buf), info.rotation), idx
@@ -229,12 +231,13 @@ def _deinterlaced(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tu
 _ACCURATE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
-def to_rgb(frame: "av.VideoFrame", info: VideoInfo) -> np.ndarray:
-    """uint8 RGB of a decoded (not yet rotated) frame, with the probed matrix and range."""
+def to_rgb(frame: "av.VideoFrame", info: VideoInfo, deep: bool = False) -> np.ndarray:
+    """uint8 RGB (uint16 with `deep`) of a decoded (not yet rotated) frame, with the probed matrix and range."""
+    fmt = "rgb48le" if deep else "rgb24"
     if is_rgb_format(frame.format.name):
-        return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format=fmt)
     c = info.colour
-    out = frame.reformat(format="rgb24", src_colorspace=SWS.get(c.matrix, 5), src_color_range=RANGES[c.range],
+    out = frame.reformat(format=fmt, src_colorspace=SWS.get(c.matrix, 5), src_color_range=RANGES[c.range],
                          dst_color_range=RANGES["pc"], interpolation=_ACCURATE)
     return out.to_ndarray()
 

@@ -2,8 +2,10 @@
 
 The stream's time base is the caller's and every frame keeps the pts it is given, so variable frame rates
 survive (a container may store them on its own clock: Matroska in milliseconds, MP4 on a multiple of the time
-base; `finalize` restores the exact values). RGB is converted to YCbCr with the colour's matrix and range and
-the stream is tagged with all four colour fields, so players show what the decoder saw. The file is written
+base; `finalize` restores the exact values). RGB (uint8, or uint16 for more than 8 bits per sample) is converted
+to YCbCr with the colour's matrix and range and the stream is tagged with all four colour fields, so players show
+what the decoder saw; HDR10 static metadata (mastering display, content light level) is written into the
+bitstream by libx264/libx265 (`hdr_carried` says whether this encoder can). The file is written
 under a temporary name in the same folder and renamed onto the target only when the `with` block ends without
 an exception; otherwise the temporary file is removed and nothing appears at the target.
 """
@@ -118,8 +120,11 @@ class VideoWriter:
             opts: dict[str, str] = {}
             if codec in ("libx264", "libx265"):
                 opts = {"crf": str(crf), "preset": str(preset)}
+                params = _hdr_params(codec, self.colour)
                 if codec == "libx265":
-                    opts["x265-params"] = "log-level=error"
+                    params = ["log-level=error"] + params
+                if params:
+                    opts["x265-params" if codec == "libx265" else "x264-params"] = ":".join(params)
             elif codec == "ffv1":
                 opts = {"level": "3", "slicecrc": "1"}
             s = self.container.add_stream(codec, rate=Fraction(rate).limit_denominator(1001000), options=opts)
@@ -148,18 +153,25 @@ class VideoWriter:
             self._abort()
         return False
 
+    @property
+    def hdr_carried(self) -> bool:
+        """Whether the source's HDR static metadata (if any) goes into this encoder's bitstream."""
+        return self.stream.codec_context.name in ("libx264", "libx265")
+
     def write(self, frame: np.ndarray, pts: int) -> None:
-        """Encode one uint8 RGB frame (H, W, 3) shown at `pts` (time_base units, increasing)."""
+        """Encode one RGB frame (H, W, 3), uint8 or uint16 (0..65535), shown at `pts` (time_base units,
+        increasing)."""
         if self._closed:
             raise VideoError(f"{self.path}: write after close")
-        if frame.dtype != np.uint8 or frame.shape != (self.height, self.width, 3):
-            raise VideoError(f"frame must be uint8 {self.height}x{self.width}x3 RGB, got "
+        if frame.dtype not in (np.uint8, np.uint16) or frame.shape != (self.height, self.width, 3):
+            raise VideoError(f"frame must be uint8 or uint16 {self.height}x{self.width}x3 RGB, got "
                              f"{frame.dtype} {'x'.join(map(str, frame.shape))}")
         pts = int(pts)
         if self._last_pts is not None and pts <= self._last_pts:
             raise VideoError(f"{self.path}: frame pts {pts} is not after the previous {self._last_pts}")
         try:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                            format="rgb48le" if frame.dtype == np.uint16 else "rgb24")
             c = self.colour
             if c.matrix == "rgb":
                 vf = vf.reformat(format=self.pix_fmt)
@@ -199,6 +211,17 @@ class VideoWriter:
         except Exception:
             pass
         _unlink(self.tmp)
+
+
+def _hdr_params(codec: str, colour: ColourInfo) -> list[str]:
+    """x264/x265 parameters that write the source's mastering display and content light level SEI."""
+    md, cll = colour.mastering_display(), colour.light
+    out = []
+    if md:
+        out.append(("master-display=" if codec == "libx265" else "mastering-display=") + md)
+    if cll and any(cll):
+        out.append(("max-cll=" if codec == "libx265" else "cll=") + f"{cll[0]},{cll[1]}")
+    return out
 
 
 def _unlink(path) -> None:
