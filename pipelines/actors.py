@@ -25,7 +25,8 @@ from typing import Optional
 
 import ray
 
-from .segments import Segment
+from upsr_video.segments import Segment
+from upsr_video.video.probe import part_frames
 
 FAULT_MARKER_ENV = "UPSR_PIPELINES_FAULT_MARKER"
 SEGMENT_LOG_ENV = "UPSR_PIPELINES_SEGMENT_LOG"
@@ -122,16 +123,6 @@ class UpscaleWorker:
         self.segments_done += 1
         _log("segment", seg.video, seg.start, seg.stop, started, time.time())
         return {**base, **{k: v for k, v in asdict(res).items() if k != "path"}, "reused": False, "ended": time.time()}
-
-
-def part_frames(path: str | Path) -> Optional[int]:
-    """Frames in a finished part file; None when it cannot be read."""
-    try:
-        from upsr_video.video import probe
-
-        return int(probe(str(path)).num_frames)
-    except Exception:
-        return None
 
 
 def cluster_gpus() -> int:

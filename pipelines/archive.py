@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from upsr_video.manifest import DONE, FAILED, Manifest
 from upsr_video.process import UpscaleError, UpscaleOptions
 
-from .manifest import DONE, FAILED, Manifest
 from .runner import COMPLETE, Engine, VideoJob, fingerprint, init_ray, pool_size
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")

@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+# the fingerprint, manifest, work folder and segments are the local driver's too (upsr_video.upscale)
+from upsr_video.manifest import DONE, MANIFEST_NAME, Manifest, part_name, work_dir_for
 from upsr_video.process import UpscaleError, UpscaleOptions
-# one fingerprint for the local and distributed drivers: checkpoint content hash, calibration table, version
 from upsr_video.resume import EXECUTION_ONLY, checkpoint_identity, fingerprint  # noqa: F401
+from upsr_video.segments import Segment, default_segment_frames, make_segments
 
 from .actors import cluster_cpus, cluster_gpus, make_workers, one_line, use_gpus
-from .manifest import DONE, Manifest
-from .segments import Segment, default_segment_frames, make_segments
 
 OBJECT_STORE_BYTES = 96 * 1024 * 1024  # plans and descriptors only: frames never go through the store
-MANIFEST_NAME = "manifest.sqlite"
 
 ACTIVE, QUEUED, COMPLETE, FAILED_JOB, SKIPPED = "active", "queued", "complete", "failed", "skipped"
 
@@ -100,10 +99,6 @@ def os_error(e: OSError) -> str:
     return f"{e.strerror or one_line(e)}{where}"
 
 
-def work_dir_for(output: Path) -> Path:
-    return output.with_name(f".{output.name}.upsr-work")
-
-
 def footage_seconds(info) -> Optional[float]:
     d = getattr(info, "duration", None)
     if d:
@@ -145,8 +140,7 @@ class VideoJob:
         return work_dir_for(self.output)
 
     def part_path(self, seg: Segment) -> Path:
-        tag = f"{self.fingerprint[:12]}-" if self.fingerprint else ""
-        return self.work / f"part-{tag}{seg.index:05d}-{seg.start}-{seg.stop}.mkv"
+        return self.work / part_name(self.fingerprint, seg)
 
 
 class Engine:
@@ -410,6 +404,7 @@ def run_distributed(
     quiet: bool = False,
     max_attempts: int = 2,
     on_event: Optional[Callable[[str, dict], None]] = None,
+    resume: bool = True,
 ) -> dict:
     """Up-scale one video on `workers` Ray actors (None: one per GPU, else one per CPU of the cluster). Same
     output as the local driver, whatever the split. An interrupted run resumes from the work folder's manifest
@@ -442,7 +437,10 @@ def run_distributed(
         manifest = Manifest(work / MANIFEST_NAME)
         key = str(Path(input).resolve())
         fp = fingerprint(input, opts)
-        manifest.ensure_video(key, str(input), str(out), fp)
+        manifest.ensure_video(key, str(input), str(out), fp, reset=not resume)
+        if not resume:  # start over: the actors would otherwise return parts already in place as finished
+            for f in work.glob("part-*"):
+                f.unlink(missing_ok=True)
 
         def on_progress(ev, d):
             if on_event is not None:

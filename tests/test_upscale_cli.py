@@ -462,6 +462,79 @@ def test_segment_split_invariance(tmp_path, tiny_ckpt, mode):
     assert all(np.array_equal(x, y) for x, y in zip(fw, fp))
 
 
+# -- resume of a single-file run ----------------------------------------------------------------------------------
+def _done_rows(db):
+    import sqlite3
+
+    if not db.exists():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT idx, start, stop FROM segments WHERE state='done'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+
+
+def _killed_run(args, work, min_done=1):
+    """Start `upscale` in a subprocess, SIGKILL it once `min_done` segments are recorded; the done rows then."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "upsr_video", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    t0, done = time.time(), []
+    while time.time() - t0 < 300 and proc.poll() is None:
+        done = _done_rows(work / "manifest.sqlite")
+        if len(done) >= min_done:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill: {proc.stderr.read().decode()[-800:]}"
+    return _done_rows(work / "manifest.sqlite")
+
+
+def test_killed_single_file_run_resumes_to_the_same_file(tmp_path, tiny_ckpt):
+    """`upscale` SIGKILLed after its first finished segment, then run again: the finished segments are reused
+    (only the unfinished frames are computed), the leftovers of the dead run are removed, and the output is
+    byte for byte the file of an uninterrupted run. --no-resume computes everything again."""
+    src = videogen.cfr_clip(tmp_path, n=24)
+    flags = ["--scale", 2, "--checkpoint", tiny_ckpt, "--steps", 1, "--resize-mode", "direct", "--threads", 1,
+             "--segment-frames", 4, "--quiet"]
+    o = opts(tiny_ckpt, steps=1, resize_mode="direct")
+    o.threads = 1
+    ref = tmp_path / "ref.mp4"
+    s = upscale_video(str(src), str(ref), o, segment_frames=4)
+    assert s["segments"] == 6 and s["frames_computed"] == 24 and s["segments_reused"] == 0
+    assert not (tmp_path / ".ref.mp4.upsr-work").exists()
+
+    out = tmp_path / "out.mp4"
+    work = tmp_path / ".out.mp4.upsr-work"
+    done = _killed_run(["upscale", src, "-o", out, *flags], work)
+    assert 1 <= len(done) < 6 and not out.exists() and work.is_dir()
+    stale = tmp_path / ".out.mp4.tmp-999999999"  # what a run killed while writing the output leaves
+    stale.write_bytes(b"half a file")
+    (work / ".part-x.mkv.tmp-999999999").write_bytes(b"half a part")
+    r = run_cli("upscale", src, "-o", out, *flags)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    finished = sum(b - a for _, a, b in done)
+    assert s["segments_reused"] >= len(done) and s["frames_computed"] == 24 - 4 * s["segments_reused"]
+    assert s["frames_computed"] <= 24 - finished  # nothing finished before the kill was computed again
+    assert out.read_bytes() == ref.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfr.mp4", "out.mp4", "ref.mp4"]  # no leftovers
+
+    out.unlink()
+    done = _killed_run(["upscale", src, "-o", out, *flags], work)
+    assert done
+    s = upscale_video(str(src), str(out), o, segment_frames=4, resume=False)
+    assert s["segments_reused"] == 0 and s["frames_computed"] == 24
+    assert out.read_bytes() == ref.read_bytes() and not work.exists()
+
+
 # -- bad input: one line, exit 2, nothing written ---------------------------------------------------------------
 def _assert_clean_failure(r, folder, needle):
     assert r.returncode == 2, (r.returncode, r.stderr)

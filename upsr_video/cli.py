@@ -117,10 +117,11 @@ def build_options(kw: dict) -> UpscaleOptions:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--workers", type=int, default=None, help="Run segments on N Ray actors (local Ray instance; with --ray-address and no N: one per GPU, else per CPU).")
 @click.option("--ray-address", default=None, help="Join a Ray cluster: auto or host:port.")
-@click.option("--segment-frames", type=int, default=None, help="Frames per segment for --workers.")
+@click.option("--segment-frames", type=int, default=None, help="Frames per segment (the unit of resuming).")
+@click.option("--no-resume", is_flag=True, help="Start over: do not reuse the finished segments of an interrupted run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @upscale_options
-def upscale(input, output, overwrite, workers, ray_address, segment_frames, quiet, **kw):
+def upscale(input, output, overwrite, workers, ray_address, segment_frames, no_resume, quiet, **kw):
     """Up-scale INPUT to a target resolution, keeping audio, subtitles, timing and colour."""
     from pathlib import Path
 
@@ -135,7 +136,7 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, quie
         if workers or ray_address:
             runner = _plugin("upsr_video.runners", "ray")
             summary = runner(input, output, opts, overwrite=overwrite, workers=workers,
-                             address=ray_address, segment_frames=segment_frames, quiet=quiet)
+                             address=ray_address, segment_frames=segment_frames, quiet=quiet, resume=not no_resume)
         else:
             from .upscale import upscale_video
 
@@ -146,11 +147,12 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, quie
                 if not pipe.is_diffusion:
                     click.echo("note: this checkpoint has no denoiser: output is g alone (fallback)", err=True)
 
-            summary = upscale_video(input, output, opts, overwrite, lambda n: prog["p"](n), on_start)
+            summary = upscale_video(input, output, opts, overwrite, lambda n: prog["p"](n), on_start,
+                                    segment_frames=segment_frames, resume=not no_resume)
     except UpscaleError as e:
         _fail(str(e))
     except KeyboardInterrupt:
-        _fail("interrupted; no output written")
+        _fail("interrupted; no output written (finished segments are kept: run again to resume)")
     except MemoryError:
         _fail("out of memory: use --tile to process frames in smaller tiles")
     click.echo(json.dumps(summary))

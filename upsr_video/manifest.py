@@ -23,6 +23,19 @@ from upsr_video.process import UpscaleError
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.sqlite"  # inside a single video's work folder
+
+
+def work_dir_for(output: Path) -> Path:
+    """The work folder of one output: `.<output name>.upsr-work/` beside it (parts and the manifest)."""
+    return Path(output).with_name(f".{Path(output).name}.upsr-work")
+
+
+def part_name(fingerprint: str, seg) -> str:
+    """A finished part's file name: the fingerprint's prefix (a changed run never reuses it), the segment's
+    index and frame range."""
+    tag = f"{fingerprint[:12]}-" if fingerprint else ""
+    return f"part-{tag}{seg.index:05d}-{seg.start}-{seg.stop}.mkv"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -188,11 +201,12 @@ class Manifest:
         keys = [r[0] for r in self.db.execute("SELECT key FROM videos ORDER BY key")]
         return [self.video(k) for k in keys]
 
-    def ensure_video(self, key: str, input: str, output: str, fingerprint: str) -> VideoRecord:
-        """The record of `key`; a new one, or a reset one when the inputs/options changed (fingerprint)."""
+    def ensure_video(self, key: str, input: str, output: str, fingerprint: str, reset: bool = False) -> VideoRecord:
+        """The record of `key`; a new one, or a reset one when the inputs/options changed (fingerprint) or
+        `reset` asks to start over."""
         with self._tx():
             rec = self.video(key)
-            if rec is None or rec.fingerprint != fingerprint:
+            if rec is None or rec.fingerprint != fingerprint or reset:
                 self.db.execute("DELETE FROM segments WHERE video=?", (key,))
                 self.db.execute(
                     "INSERT INTO videos (key, input, output, state, attempts, fingerprint, updated) VALUES (?,?,?,?,0,?,?)"

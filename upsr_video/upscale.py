@@ -1,8 +1,10 @@
-"""The local driver of `upsr-video upscale`: probe, plan, one segment, finalize. Distributed runs (pipelines/)
-reuse `prepare` and `process_segment` and differ only in how many segments run where."""
+"""The local driver of `upsr-video upscale`: probe, plan, segments (resumable through a manifest), finalize.
+Distributed runs (pipelines/) reuse `prepare`, the segments, the manifest and `process_segment` and differ only
+in how many segments run where."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -138,41 +140,127 @@ def upscale_video(
     overwrite: bool = False,
     progress: Optional[Callable[[int], None]] = None,
     on_start: Optional[Callable[[Prepared, object], None]] = None,
+    segment_frames: Optional[int] = None,
+    resume: bool = True,
 ) -> dict:
-    """Up-scale one video locally. Returns the JSON summary."""
+    """Up-scale one video locally, resumably. The video is split into segments exactly as the distributed
+    runner splits it; each finished segment is a part file in the work folder beside the output
+    (`.<output name>.upsr-work/`), recorded in its manifest, so a run killed at any point and run again computes
+    only the unfinished segments and writes the same file as an uninterrupted run (parts of other inputs,
+    options, checkpoints or versions are never reused: their fingerprint differs). resume=False starts over.
+    Leftovers of dead runs (temporary files) are removed; the work folder goes once the output is in place.
+    Returns the JSON summary."""
     import torch
 
+    from .manifest import DONE, MANIFEST_NAME, Manifest, part_name, work_dir_for
+    from .resume import fingerprint
+    from .segments import Segment, default_segment_frames, make_segments
     from .video import VideoError, finalize
+    from .video.probe import part_frames
 
     t0 = time.perf_counter()
     out = check_output(output, overwrite)
+    if segment_frames is not None and segment_frames < 1:
+        raise UpscaleError(f"--segment-frames must be >= 1, got {segment_frames}")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     device = resolve_device(opts.device)
     autocast_for(device, opts.precision)  # reject fp16 on CPU before any work
     check_streams(input_path, out, opts)
-    prep = prepare(input_path, opts)
+    work = work_dir_for(out)
+    fresh = not work.exists()
     try:
-        spec, pipe = load_pipeline(opts.checkpoint, device=device)
-    except CheckpointError as e:
-        raise UpscaleError(str(e)) from None
-    if on_start:
-        on_start(prep, pipe)
-    n = prep.info.num_frames
-    part = out.with_name(f".{out.stem}.part0.{os.getpid()}.mkv")
+        manifest = Manifest(work / MANIFEST_NAME)  # one run per output: a second one is refused here
+    except OSError as e:
+        raise UpscaleError(f"cannot write {out}: {e.strerror or e}") from None
+    done_ok = False
     try:
-        res = process_segment(input_path, 0, n, prep.plan, pipe, str(part), progress)
-        streams = finalize([str(part)], input_path, str(out), overwrite=overwrite, fps=opts.fps,
-                           streams=opts.streams)
+        key = str(Path(input_path).resolve())
+        fp = fingerprint(input_path, opts)
+        rec = manifest.ensure_video(key, str(input_path), str(out), fp, reset=not resume)
+        manifest.begin_attempt(key)
+        cuts = rec.cuts if rec.cuts is not None and rec.frames is not None else None
+        prep = prepare(input_path, opts, cuts=cuts)
+        n = int(prep.info.num_frames)
+        if rec.split and rec.frames == n and rec.split[-1][1] == n:
+            segs = [Segment(str(input_path), a, b, i) for i, (a, b) in enumerate(rec.split)]
+        else:
+            seg_len = segment_frames or default_segment_frames(n, 1)
+            segs = make_segments(str(input_path), n, seg_len, prep.plan.cuts)
+            manifest.set_plan(key, n, prep.info.duration, prep.plan.cuts, [(g.start, g.stop) for g in segs])
+        parts = {g.index: work / part_name(fp, g) for g in segs}
+        done = {r.idx for r in manifest.segments(key)
+                if r.state == DONE and r.part == str(parts.get(r.idx)) and parts[r.idx].exists()
+                and part_frames(parts[r.idx]) == r.stop - r.start}
+        _clean_leftovers(out, work, keep={parts[i].name for i in done})
+        try:
+            spec, pipe = load_pipeline(opts.checkpoint, device=device)
+        except CheckpointError as e:
+            raise UpscaleError(str(e)) from None
+        if on_start:
+            on_start(prep, pipe)
+        if progress and done:
+            progress(sum(g.frames for g in segs if g.index in done))
+        computed, model_s = 0, 0.0
+        for g in segs:
+            if g.index in done:
+                continue
+            manifest.segment_started(key, g.index)
+            res = process_segment(input_path, g.start, g.stop, prep.plan, pipe, str(parts[g.index]), progress)
+            manifest.segment_done(key, g.index, str(parts[g.index]), res.frames, res.seconds)  # part in place
+            computed += res.frames
+            model_s += res.model_seconds
+        streams = finalize([str(parts[g.index]) for g in segs], input_path, str(out), overwrite=overwrite,
+                           fps=opts.fps, streams=opts.streams)
+        manifest.video_done(key, time.perf_counter() - t0)
+        done_ok = True
     except VideoError as e:
         raise UpscaleError(str(e)) from None
     except OSError as e:
         raise UpscaleError(f"cannot write {out}: {e.strerror or e}") from None
     finally:
-        if part.exists():
-            part.unlink()
-    return run_summary(input_path, out, prep, opts, res.frames, time.perf_counter() - t0, res.model_seconds,
-                       pipe.is_diffusion, streams)
+        manifest.close()
+        if done_ok or (fresh and not any(work.glob("part-*"))):
+            shutil.rmtree(work, ignore_errors=True)  # finished, or nothing worth resuming
+    return {
+        **run_summary(input_path, out, prep, opts, n, time.perf_counter() - t0, model_s, pipe.is_diffusion,
+                      streams),
+        "segments": len(segs),
+        "split": [[g.start, g.stop] for g in segs],
+        "segments_reused": len(done),
+        "frames_computed": computed,
+    }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_leftovers(out: Path, work: Path, keep: set[str]) -> None:
+    """Remove what dead runs left: in the work folder (whose lock this run holds) every file but the manifest and
+    the finished parts in `keep`; beside the output, temporary outputs (`.<name>.tmp-<pid>`) and parts of older
+    versions (`.<stem>.part0.<pid>.mkv`) whose process is gone."""
+    from .manifest import MANIFEST_NAME
+
+    for f in work.iterdir():
+        if f.name.startswith(MANIFEST_NAME) or f.name in keep:
+            continue
+        if f.is_dir():
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)
+    for pattern, tail in ((f".{out.name}.tmp-*", lambda f: f.name.rsplit("-", 1)[1]),
+                          (f".{out.stem}.part0.*.mkv", lambda f: f.name.rsplit(".", 2)[1])):
+        for f in out.parent.glob(pattern):
+            pid = tail(f)
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                f.unlink(missing_ok=True)
 
 
 def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: int, secs: float,

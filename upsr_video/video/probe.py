@@ -294,6 +294,14 @@ def _probe(p: str, fps: Optional[str] = None) -> VideoInfo:
             timestamps=timestamps, timestamp_note=note, field_order=field_order)
 
 
+def part_frames(path) -> Optional[int]:
+    """Frames in a finished part file; None when it cannot be read."""
+    try:
+        return int(probe(path).num_frames)
+    except Exception:
+        return None
+
+
 def _hdr_side_data(frame) -> dict:
     """Mastering display and content light level side data of a decoded frame (HDR10 static metadata)."""
     import struct
