@@ -6,6 +6,7 @@ Prints the JSON summary on stdout; exit status 0 when every video is done or ski
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -36,9 +37,11 @@ def batch(input_dir, output_dir, workers, ray_address, segment_frames, max_attem
 
     try:
         opts = build_options(kw)
-        summary = run_archive(input_dir, output_dir, opts, workers=workers, address=ray_address,
-                              segment_frames=segment_frames, max_attempts=max_attempts, overwrite=overwrite,
-                              retry_failed=retry_failed, container=container, quiet=quiet)
+        # stdout is the JSON summary's alone: Ray's driver messages (a raylet or worker that died) go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = run_archive(input_dir, output_dir, opts, workers=workers, address=ray_address,
+                                  segment_frames=segment_frames, max_attempts=max_attempts, overwrite=overwrite,
+                                  retry_failed=retry_failed, container=container, quiet=quiet)
     except UpscaleError as e:
         click.echo(f"error: {' '.join(str(e).split()) or type(e).__name__}", err=True)
         sys.exit(2)

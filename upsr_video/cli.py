@@ -135,8 +135,12 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, no_r
             raise UpscaleError(f"input not found: {input}")
         if workers or ray_address:
             runner = _plugin("upsr_video.runners", "ray")
-            summary = runner(input, output, opts, overwrite=overwrite, workers=workers,
-                             address=ray_address, segment_frames=segment_frames, quiet=quiet, resume=not no_resume)
+            import contextlib
+
+            # stdout is the JSON summary's alone: Ray's driver messages (a raylet or worker that died) go to stderr
+            with contextlib.redirect_stdout(sys.stderr):
+                summary = runner(input, output, opts, overwrite=overwrite, workers=workers, address=ray_address,
+                                 segment_frames=segment_frames, quiet=quiet, resume=not no_resume)
         else:
             from .upscale import upscale_video
 
