@@ -7,11 +7,11 @@ actor call carrying a segment descriptor, and the driver-side submit-to-start la
 both compared with the median time of a real segment.
 
     python benchmarks/ray_scaling.py [--clips 6] [--frames 48] [--workers 1,2,4] [--repeats 3] [--checkpoint PATH]
-                                     [--steps 1] [--resize-mode direct]
+                                     [--steps 1]
 
 Without --checkpoint a tiny checkpoint is generated (the upsr-tiny denoiser when the models package has it,
-else g alone), run by default with one sampling step at the target size so a CPU run takes minutes, not hours
-(`--steps 0` keeps the checkpoint's automatic schedule). Every actor runs one torch thread on one Ray CPU. On a
+else g alone), run by default with one denoiser call per frame so a CPU run takes minutes, not hours (`--steps auto`
+takes the start step from the checkpoint's calibration table, as `upscale` does). Every actor runs one torch thread on one Ray CPU. On a
 machine with fewer cores than actors the larger pools oversubscribe: the efficiency column then measures
 contention, not Ray. The load average is printed before and after, since other processes skew the figures.
 """
@@ -146,14 +146,14 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--segment-frames", type=int, default=16)
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--steps", type=int, default=1, help="diffusion steps per frame (0: the automatic schedule)")
-    ap.add_argument("--resize-mode", default="direct", choices=["auto", "direct", "resize"])
+    ap.add_argument("--steps", default="1", help="denoiser calls per frame: auto or 1..T, as `upscale --steps`")
     args = ap.parse_args(argv)
 
     import ray
 
     from pipelines.runner import OBJECT_STORE_BYTES
     from upsr_video.process import UpscaleOptions
+    from upsr_video.startstep import parse_steps
 
     counts = [int(x) for x in args.workers.split(",")]
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -163,14 +163,14 @@ def main(argv=None) -> None:
     clips = make_clips(in_dir, args.clips, args.frames, w, h)
     ckpt, label = (Path(args.checkpoint), "given") if args.checkpoint else make_checkpoint(tmp / "tiny.safetensors")
     opts = UpscaleOptions(target=None, scale=2, checkpoint=str(ckpt), device="cpu", preset="ultrafast", crf=18,
-                          steps=args.steps or None, resize_mode=args.resize_mode, threads=1)
+                          steps=parse_steps(args.steps), threads=1)
     cores = os.cpu_count() or 1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(address="local", num_cpus=max(counts + [cores]), include_dashboard=False, log_to_driver=False,
              object_store_memory=OBJECT_STORE_BYTES, logging_level=logging.ERROR)
-    steps = f"{args.steps} step(s)" if args.steps else "automatic steps"
+    steps = "automatic steps" if args.steps == "auto" else f"{args.steps} step(s)"
     print(f"archive: {args.clips} clips x {args.frames} frames at {w}x{h} -> x2, segments of {args.segment_frames} "
-          f"frames; model: {label}, {steps}, {args.resize_mode}; {cores} CPU cores; Ray {ray.__version__}; "
+          f"frames; model: {label}, {steps}; {cores} CPU cores; Ray {ray.__version__}; "
           f"median of {args.repeats} runs; load average before: {os.getloadavg()[0]:.2f}")
     rows = []
     for n in counts:

@@ -11,7 +11,7 @@ Methods, all timed frame by frame as `upsr-video upscale` processes a frame (uin
 * default: the bundled checkpoint (`checkpoint.default_checkpoint_path()`, loaded with `load_pipeline`) when it
   exists, else the upsr-small denoiser + compact-s g with random weights (the output says which).
 * large: the upsr-large denoiser (the official UPSR network, random weights) + compact-s g.
-  Both UPSR methods run the real video path: `process.make_plan` for the model size and start step the CLI
+  Both UPSR methods run the real video path: `process.make_plan` for the output size and start step the CLI
   would choose at an exact x4 (`--scale 4`), `process.auto_tiles` for the CLI's tiling, and
   `temporal.TemporalUPSR.push` (shared noise per shot, the CLI default) around `pipeline.UPSRPipeline`. The
   shot's noise is drawn in the untimed warm-up frame, as it is once per shot in a video.
@@ -190,16 +190,16 @@ def _upsr_setup(method: str, lw: int, lh: int, device: str):
         weights = "random weights" + (" (no bundled checkpoint)" if method == "default" else "")
         model = f"{preset} + {AUX}"
 
-    # what `upsr-video upscale --scale 4` plans for this input (model size, resize mode, start step)
-    info = SimpleNamespace(width=lw, height=lh, time_base=Fraction(1, 25), colour=None, pts=[0])
+    # what `upsr-video upscale --scale 4` plans for this input (output size, start step)
+    info = SimpleNamespace(width=lw, height=lh, display_size=(Fraction(lw), Fraction(lh)), time_base=Fraction(1, 25),
+                           colour=None, pts=[0])
     opts = UpscaleOptions(target=None, scale=float(SCALE))
     plan = make_plan(info, spec, opts, [0])
-    tiles = auto_tiles(pipe, opts, plan.model_size)
-    runner = TemporalUPSR(pipe, TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed), plan.model_size,
-                          plan.out_size if plan.out_size != plan.model_size else None, plan.start_step, tiles)
-    T = ScheduleConfig.from_dict(spec.schedule).steps
-    evals = T if plan.start_step is None else plan.start_step + 1
-    mh, mw = plan.model_size
+    tiles = auto_tiles(pipe, opts, plan.out_size)
+    runner = TemporalUPSR(pipe, TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed), plan.out_size,
+                          plan.start_step, tiles)
+    evals = plan.steps
+    mh, mw = plan.out_size
     m = pipe.multiple
     padded = ((mh + m - 1) // m * m, (mw + m - 1) // m * m)
     params = count_parameters(pipe.denoiser) + count_parameters(pipe.aux)
@@ -210,8 +210,7 @@ def _upsr_setup(method: str, lw: int, lh: int, device: str):
     desc = {
         "model": model, "weights": weights, "params": params,
         "tiling": _tile_desc(tiles.tile, tiles.overlap, *padded, m) + f"; g tiles {tiles.aux_tile} LR px",
-        "denoiser_evals": evals, "start_step": plan.start_step, "resize_mode": plan.resize_mode,
-        "model_size": list(plan.model_size),
+        "denoiser_evals": evals, "start_step": plan.start_step, "out_size": list(plan.out_size),
     }
     return step, desc
 
@@ -453,8 +452,8 @@ def report(results: list[dict], args) -> None:
     for r in results:
         if r["method"] in ("default", "large") and "denoiser_evals" in r:
             extra.append(f"{r['device']} {r['size']} {r['method']}: {r['denoiser_evals']} denoiser evaluations "
-                         f"per frame (start step {r['start_step']}, {r['resize_mode']} at "
-                         f"{r['model_size'][1]}x{r['model_size'][0]})")
+                         f"per frame (start step {r['start_step']}, at "
+                         f"{r['out_size'][1]}x{r['out_size'][0]})")
     if extra or notes:
         print()
     for line in extra:

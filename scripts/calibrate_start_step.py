@@ -1,15 +1,22 @@
-"""Calibrate the start step of the truncated reverse process per scale factor (Diff-SR's "perceptual
-recoverable field", brought into UPSR) and write the table the `--start-step auto` option reads.
+"""Calibrate the start step of the reverse process per scale factor (Diff-SR's "perceptual recoverable field",
+brought into UPSR) and write the table `--steps auto` reads.
 
     python scripts/calibrate_start_step.py                       # bundled checkpoint, writes the shipped table
-    python scripts/calibrate_start_step.py --checkpoint runs/upsr-small/model.safetensors --out /tmp/t.json
+    python scripts/calibrate_start_step.py --checkpoint runs/upsr-video/model.safetensors \
+        --degradation-config configs/g-video.yaml --out /tmp/t.json --report /tmp/t-report.json
+    python scripts/calibrate_start_step.py --factors 2 --images 2 --out /tmp/t.json --report /tmp/r.json --plot /tmp/p.png
 
 Calibration set: the images the training run held out of its pool (every 20th of train_hr, never Set5/Set14/Vid4),
-centre crops of 240x240 so every factor divides exactly. For each factor the LR is made with the same
-antialiased bicubic as every benchmark here; y0 and g are built at the target size ("direct" mode) and the
-sampler starts at s (x_s = g + eta_s (y0 - g) + kappa sqrt(eta_s) w_u eps) or from the prior ("full").
+centre crops of 240x240 so every factor divides exactly. For each factor the LR is made once per image (the same
+LR for every start step): by default with the same antialiased bicubic as every benchmark here, or with
+`--degradation-config`, the `degradation:` block of a training config (training.degradations.degrade, seeded per
+image and factor). The model runs as `upscale` does: y0 and g at the output size, the sampler started at s
+(x_s = g + eta_s (y0 - g) + kappa sqrt(eta_s) w_u eps, s + 1 denoiser calls) or from the prior ("full", T calls).
 Rule: among the s with PSNR-Y >= bicubic + 0.5 dB, the cheapest whose LPIPS is within 1% of the best (so a
-flat curve costs one denoiser call, not five); if none qualifies, the s with the best PSNR-Y. Writes the JSON table and a plot of PSNR-Y and LPIPS against s, per factor.
+flat curve costs one denoiser call, not five); if none qualifies, the s with the best PSNR-Y.
+
+Writes the table ({"checkpoint": name, "factors": {factor: s or null}}, null = full sampling) to --out, and the
+curves behind it (PSNR-Y, LPIPS and seconds per s, bicubic and g, the rule, the set) to --report with a plot.
 """
 from __future__ import annotations
 
@@ -19,11 +26,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
 from upsr_video.checkpoint import default_checkpoint_path, load_pipeline
+from upsr_video.diffusion.sampler import derive_seed
 from upsr_video.eval.fidelity import psnr_y
 from upsr_video.eval.lpips_alex import load_lpips
 from upsr_video.eval.sr_bench import bicubic_downscale, read_rgb, to_tensor, to_uint8
@@ -36,13 +45,13 @@ RULE = ("on held-out training-pool crops: among s with PSNR-Y >= bicubic + 0.5 d
         "within {tie:.0%} of the best; if none, the best PSNR-Y")
 
 
-def calibration_images(every: int = 20, crop: int = 240) -> list[np.ndarray]:
+def calibration_images(every: int = 20, crop: int = 240, limit: Optional[int] = None) -> list[np.ndarray]:
     """Held-out images of the training pool (the split training/data.holdout_split makes), centre-cropped."""
     from training.data import holdout_split
 
     _, val = holdout_split([SHARED / "data/images/train_hr"], every)
     out = []
-    for p in val:
+    for p in val[:limit] if limit else val:
         im = read_rgb(Path(p))
         h, w = im.shape[:2]
         y, x = (h - crop) // 2, (w - crop) // 2
@@ -50,11 +59,39 @@ def calibration_images(every: int = 20, crop: int = 240) -> list[np.ndarray]:
     return out
 
 
-def measure(pipe, images, factor: float, start, lp, seed: int) -> dict:
+def load_degradation(path: Optional[str]):
+    """The `degradation:` block of a training config as a DegradationConfig; None: plain antialiased bicubic."""
+    if not path:
+        return None
+    import yaml
+
+    from training.degradations import DegradationConfig
+
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    if "degradation" not in cfg:
+        raise ValueError(f"{path} has no degradation: block")
+    return DegradationConfig.from_dict(cfg["degradation"])
+
+
+def make_lrs(images, factor: float, degradation, seed: int) -> list[torch.Tensor]:
+    """One LR per image in [-1,1], made once so that every start step sees the same input."""
+    out = []
+    for i, hr in enumerate(images):
+        if degradation is None:
+            out.append(to_tensor(bicubic_downscale(hr, factor)))
+            continue
+        from training.degradations import degrade
+
+        gen = torch.Generator().manual_seed(derive_seed(seed, "calibration-lr", i, f"{factor:g}"))
+        hr01 = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255.0
+        out.append(degrade(hr01, factor, degradation, gen) * 2 - 1)
+    return out
+
+
+def measure(pipe, images, lrs, start, lp, seed: int, factor: float) -> dict:
     ps, ls, secs = [], [], []
     shave = int(np.ceil(factor))
-    for i, hr in enumerate(images):
-        lr = to_tensor(bicubic_downscale(hr, factor))
+    for i, (hr, lr) in enumerate(zip(images, lrs)):
         t0 = time.perf_counter()
         with torch.no_grad():
             if start == "bicubic":
@@ -116,39 +153,52 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=str(default_checkpoint_path()))
     ap.add_argument("--factors", default=",".join(f"{f:g}" for f in FACTORS))
+    ap.add_argument("--degradation-config", default=None,
+                    help="a training config (e.g. configs/g-video.yaml) whose degradation: block makes the LR "
+                         "(default: antialiased bicubic)")
     ap.add_argument("--lpips-weights", default=os.environ.get("UPSR_LPIPS_WEIGHTS", str(SHARED / "weights/lpips_alex_v0.1.safetensors")))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--crop", type=int, default=240)
+    ap.add_argument("--images", type=int, default=None, help="use only the first N held-out images (smoke runs)")
     ap.add_argument("--out", default=str(TABLE_PATH), help="table JSON (default: the one the package ships)")
+    ap.add_argument("--report", default=str(ROOT / "reports/start_step_calibration.json"),
+                    help="the curves behind the table (JSON)")
     ap.add_argument("--plot", default=str(ROOT / "reports/start_step_calibration.png"))
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--tie", type=float, default=0.01, help="relative LPIPS within which the cheaper s wins")
-    ap.add_argument("--rechoose", action="store_true", help="re-apply the rule to the curves already in --out")
+    ap.add_argument("--rechoose", action="store_true", help="re-apply the rule to the curves already in --report")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.rechoose:
-        out = json.loads(Path(a.out).read_text())
-        for f, r in out["curves"].items():
+        report = json.loads(Path(a.report).read_text())
+        for f, r in report["curves"].items():
             r["chosen"], r["meets_bar"] = choose(r["curve"], r["bicubic"]["psnr_y"], tie=a.tie)
-            out["factors"][f] = r["chosen"]
-        out["rule"] = RULE.format(tie=a.tie)
-        Path(a.out).write_text(json.dumps(out, indent=1))
-        print(json.dumps({"table": out["factors"]}))
+            report["factors"][f] = r["chosen"]
+        report["rule"] = RULE.format(tie=a.tie)
+        write_json(Path(a.report), report)
+        write_json(Path(a.out), {"checkpoint": report.get("checkpoint"), "factors": report["factors"]})
+        print(json.dumps({"table": report["factors"]}))
         return 0
+    try:
+        degradation = load_degradation(a.degradation_config)
+    except (OSError, ValueError) as e:
+        print(f"error: --degradation-config: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     spec, pipe = load_pipeline(a.checkpoint)
     if not pipe.is_diffusion:
         print("error: the checkpoint has no denoiser", file=sys.stderr)
         return 2
     T = pipe.schedule.T
     lp = load_lpips(a.lpips_weights)
-    images = calibration_images(crop=a.crop)
+    images = calibration_images(crop=a.crop, limit=a.images)
     results, table = {}, {}
     for f in [float(x) for x in a.factors.split(",")]:
-        bic = measure(pipe, images, f, "bicubic", lp, a.seed)
-        g = measure(pipe, images, f, "g", lp, a.seed)
-        curve = {str(s): measure(pipe, images, f, s, lp, a.seed) for s in range(T)}
-        curve["full"] = measure(pipe, images, f, None, lp, a.seed)
+        lrs = make_lrs(images, f, degradation, a.seed)
+        bic = measure(pipe, images, lrs, "bicubic", lp, a.seed, f)
+        g = measure(pipe, images, lrs, "g", lp, a.seed, f)
+        curve = {str(s): measure(pipe, images, lrs, s, lp, a.seed, f) for s in range(T)}
+        curve["full"] = measure(pipe, images, lrs, None, lp, a.seed, f)
         s, ok = choose(curve, bic["psnr_y"], tie=a.tie)
         results[f] = {"bicubic": bic, "g": g, "curve": curve, "chosen": s, "meets_bar": ok}
         table[f"{f:g}"] = s
@@ -156,19 +206,25 @@ def main(argv=None) -> int:
         for k, v in curve.items():
             mark = " <-" if (k == "full" and s is None) or k == str(s) else ""
             print(f"   s={k:>4s}: PSNR-Y {v['psnr_y']:6.2f} ({v['psnr_y'] - bic['psnr_y']:+.2f})  LPIPS {v['lpips']:.4f}  {v['seconds']:.3f} s{mark}")
-    out = {
-        "checkpoint": spec.info.get("name"),
+    name = spec.info.get("name")
+    write_json(Path(a.out), {"checkpoint": name, "factors": table})
+    write_json(Path(a.report), {
+        "checkpoint": name,
         "schedule": spec.schedule,
         "rule": RULE.format(tie=a.tie),
         "calibration_set": f"train_hr held-out (every 20th), {len(images)} centre crops {a.crop}x{a.crop}",
+        "degradation": degradation.to_dict() if degradation is not None else "bicubic (antialiased)",
         "factors": table,
         "curves": {f"{f:g}": r for f, r in results.items()},
-    }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    })
     plot(results, Path(a.plot), T)
-    print(json.dumps({"table": table, "json": a.out, "plot": a.plot}))
+    print(json.dumps({"table": table, "json": a.out, "report": a.report, "plot": a.plot}))
     return 0
+
+
+def write_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -84,3 +84,47 @@ def test_eval_of_an_output_against_gt(tmp_path, gt_dir):
 def test_eval_needs_a_reference(tmp_path, gt_dir):
     r = CliRunner().invoke(main, ["eval", str(gt_dir)])
     assert r.exit_code == 2 and "give --gt or --input" in r.output
+
+
+def test_compare_runs_the_path_upscale_ships(tmp_path, gt_dir, monkeypatch):
+    """compare's upsr-shared frames are upscale's frames: the same LR through `upsr-video upscale` (lossless RGB in
+    and out) gives identical pixels, at the start step make_plan chooses (resolve_start, one function for both)."""
+    import upsr_video.eval.compare as cmp
+    from upsr_video.upscale import upscale_video
+    from upsr_video.process import UpscaleOptions
+
+    import videogen
+
+    seen = {}
+    real = cmp.write_report
+
+    def keep(out_dir, rows, curves, outputs, gt, lr, *a, **k):
+        seen["outputs"], seen["lr"] = outputs, lr
+        return real(out_dir, rows, curves, outputs, gt, lr, *a, **k)
+
+    monkeypatch.setattr(cmp, "write_report", keep)
+    r = CliRunner().invoke(main, ["compare", str(gt_dir), "--make-lr", "4", "--methods", "bicubic,upsr-shared",
+                                  "--max-frames", "3", "--lpips-weights", str(LPIPS), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    res = _last_json(r.stdout)
+    src = videogen.write_video(tmp_path / "lr.mkv", seen["lr"], codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "up.mkv"
+    summary = upscale_video(str(src), str(out), UpscaleOptions(target=None, scale=4.0, codec="ffv1", pix_fmt="bgr0",
+                                                                threads=2))
+    assert summary["model"] == "UPSR" and summary["start_step"] == res["start_step"]
+    with av.open(str(out)) as c:
+        up = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(up) == len(seen["outputs"]["upsr-shared"]) == 3
+    for a, b in zip(up, seen["outputs"]["upsr-shared"]):
+        assert np.array_equal(a, b)
+
+
+def test_compare_steps_option(tmp_path, gt_dir):
+    """--steps reaches compare's UPSR methods (start step in the JSON); a bad value is one line, exit 2."""
+    r = CliRunner().invoke(main, ["compare", str(gt_dir), "--make-lr", "4", "--methods", "upsr-shared", "--steps",
+                                  "5", "--max-frames", "2", "--lpips-weights", str(LPIPS), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert _last_json(r.stdout)["start_step"] is None
+    bad = CliRunner().invoke(main, ["compare", str(gt_dir), "--make-lr", "4", "--methods", "upsr-shared", "--steps",
+                                    "0", "--out", str(tmp_path / "rep2")])
+    assert bad.exit_code == 2 and "--steps must be auto or a number of denoiser calls in 1..5, got 0" in bad.output

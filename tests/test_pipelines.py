@@ -93,12 +93,12 @@ def _decode(path):
 
 def _opts(ckpt, **kw):
     return UpscaleOptions(target=None, scale=2, checkpoint=str(ckpt), crf=0, preset="ultrafast", device="cpu",
-                          steps=1, resize_mode="direct", threads=1, **kw)
+                          steps=1, threads=1, **kw)
 
 
 def _cli_args(ckpt):
     return ["--scale", "2", "--checkpoint", str(ckpt), "--crf", "0", "--preset", "ultrafast", "--device", "cpu",
-            "--steps", "1", "--resize-mode", "direct", "--threads", "1"]
+            "--steps", "1", "--threads", "1"]
 
 
 def _log(path):

@@ -94,7 +94,7 @@ def data(tmp_path_factory):
 def _batch(data, dst, address, log):
     return [sys.executable, "-m", "upsr_video", "batch", str(data["src"]), str(dst), "--scale", "2", "--checkpoint",
             str(data["ckpt"]), "--crf", "0", "--preset", "ultrafast", "--device", "cpu", "--steps", "1",
-            "--resize-mode", "direct", "--threads", "1", "--workers", "2", "--segment-frames", "4",
+            "--threads", "1", "--workers", "2", "--segment-frames", "4",
             "--ray-address", address, "--quiet"], {**os.environ, SEGMENT_LOG_ENV: str(log)}
 
 

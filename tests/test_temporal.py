@@ -67,3 +67,31 @@ def test_shared_noise_within_shot_and_reset_at_cut():
     diff_shared = (out[1] - out[0]).abs().mean()
     diff_ind = (ind[1] - ind[0]).abs().mean()
     assert diff_shared < 1e-5 and diff_ind > 1e-3
+
+
+def test_diffusion_runs_at_the_output_size():
+    """A non-x4 output (20x24 -> 50x60, x2.5): the frame is the sampler's output at that size, from y0 and g built
+    there, not a x4 result resized; the start step reaches the sampler."""
+    from upsr_video.diffusion.unw import uncertainty, weight_from_uncertainty
+
+    pipe, frames = _pipe(), _frames(1)
+    opts = TemporalOptions("shared", seed=2)
+    for start in (None, 0, 3):
+        out = TemporalUPSR(pipe, opts, (50, 60), start).push(0, frames[0], 0)
+        y0, g = pipe.condition(frames[0], (50, 60))
+        eps = pipe.noise(y0.shape, 2, "shot", 0)
+        w = weight_from_uncertainty(uncertainty(g, y0).abs(), pipe.unw)
+        assert out.shape[-2:] == (50, 60)
+        torch.testing.assert_close(out, pipe.sample(y0, g, eps, w, start), rtol=0, atol=1e-6)
+    a = TemporalUPSR(pipe, opts, (50, 60), 0).push(0, frames[0], 0)
+    b = TemporalUPSR(pipe, opts, (50, 60), None).push(0, frames[0], 0)
+    assert (a - b).abs().mean() > 1e-4  # the start step changes the frame
+
+
+def test_g_only_fallback_is_g_clamped_at_the_output_size():
+    aux = _pipe().aux
+    pipe = UPSRPipeline(None, aux)
+    frame = _frames(1)[0]
+    out = TemporalUPSR(pipe, TemporalOptions(), (50, 60)).push(0, frame, 0)
+    _, g = pipe.condition(frame, (50, 60))
+    assert out.shape[-2:] == (50, 60) and torch.equal(out, g.clamp(-1, 1))

@@ -51,17 +51,22 @@ def run_cli(*args, cwd=None):
                           cwd=cwd, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """A random upsr-tiny denoiser + compact-xs g (zero-initialised layers perturbed so the denoiser matters)."""
+def _tiny(folder, name: str, info: dict):
+    """A random upsr-tiny denoiser + compact-xs g (zero-initialised layers perturbed so the denoiser matters); the
+    same weights for every name."""
     spec = ModelSpec(aux=AUX_PRESETS["compact-xs"].to_dict(), denoiser=DENOISER_PRESETS["upsr-tiny"].to_dict(),
-                     info={"name": "test-tiny"})
+                     info=info)
     torch.manual_seed(0)
     den, aux = build_models(spec)
     with torch.no_grad():
         for p in list(den.parameters()) + list(aux.parameters()):
             p.add_(0.02 * torch.randn_like(p))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", spec, den, aux)
+    return save_checkpoint(folder / name, spec, den, aux)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return _tiny(tmp_path_factory.mktemp("ckpt"), "tiny.safetensors", {"name": "test-tiny"})
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +200,7 @@ def test_anamorphic_dvd_comes_out_at_its_display_shape(tmp_path, g_ckpt):
 
     src, shown = videogen.anamorphic_clip(tmp_path)
     out = tmp_path / "out.mp4"
-    s = upscale_video(str(src), str(out), opts(g_ckpt, scale=1.0, resize_mode="direct"))
+    s = upscale_video(str(src), str(out), opts(g_ckpt, scale=1.0))
     frames, _, _ = decode(out)
     assert s["input_size"] == [720, 480] and s["input_sar"] == "32:27" and s["output_size"] == [854, 480]
     assert len(frames) == 4 and frames[0].shape == (480, 854, 3)
@@ -427,7 +432,7 @@ def test_fixed_seed_is_deterministic_and_seed_matters(tmp_path, tiny_ckpt):
     src = videogen.cfr_clip(tmp_path, n=4, audio=False)
     a, b, c = (tmp_path / f"{k}.mkv" for k in "abc")
     for path, seed in ((a, 3), (b, 3), (c, 4)):
-        upscale_video(str(src), str(path), opts(tiny_ckpt, seed=seed, codec="ffv1", pix_fmt="yuv444p", resize_mode="direct"))
+        upscale_video(str(src), str(path), opts(tiny_ckpt, seed=seed, codec="ffv1", pix_fmt="yuv444p"))
     fa, fb, fc = (decode(p)[0] for p in (a, b, c))
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb))
     assert not all(np.array_equal(x, y) for x, y in zip(fa, fc))
@@ -442,7 +447,7 @@ def test_segment_split_invariance(tmp_path, tiny_ckpt, mode):
     from upsr_video.video import finalize
 
     src, cut = videogen.cut_clip(tmp_path, before=5, after=5)
-    o = opts(tiny_ckpt, temporal=mode, codec="ffv1", pix_fmt="yuv444p", resize_mode="direct")
+    o = opts(tiny_ckpt, temporal=mode, codec="ffv1", pix_fmt="yuv444p")
     prep = prepare(str(src), o)
     _, pipe = load_pipeline(o.checkpoint)
     n = prep.info.num_frames
@@ -502,9 +507,9 @@ def test_killed_single_file_run_resumes_to_the_same_file(tmp_path, tiny_ckpt):
     (only the unfinished frames are computed), the leftovers of the dead run are removed, and the output is
     byte for byte the file of an uninterrupted run. --no-resume computes everything again."""
     src = videogen.cfr_clip(tmp_path, n=24)
-    flags = ["--scale", 2, "--checkpoint", tiny_ckpt, "--steps", 1, "--resize-mode", "direct", "--threads", 1,
+    flags = ["--scale", 2, "--checkpoint", tiny_ckpt, "--steps", 1, "--threads", 1,
              "--segment-frames", 4, "--quiet"]
-    o = opts(tiny_ckpt, steps=1, resize_mode="direct")
+    o = opts(tiny_ckpt, steps=1)
     o.threads = 1
     ref = tmp_path / "ref.mp4"
     s = upscale_video(str(src), str(ref), o, segment_frames=4)
@@ -535,6 +540,59 @@ def test_killed_single_file_run_resumes_to_the_same_file(tmp_path, tiny_ckpt):
     assert out.read_bytes() == ref.read_bytes() and not work.exists()
 
 
+# -- --steps: the one sampling path ----------------------------------------------------------------------------
+def test_steps_reach_the_sampler_on_a_real_clip(tmp_path):
+    """The bundled default on frames of realshort (x2, a factor it was not trained at when it shipped): one
+    denoiser call and full sampling give different frames, and the summary says what ran."""
+    frames, _, _ = decode(REALSHORT)
+    import cv2
+
+    small = [cv2.resize(f, (160, 120), interpolation=cv2.INTER_AREA) for f in frames[:2]]
+    src = videogen.write_video(tmp_path / "real.mkv", small, codec="ffv1", pix_fmt="yuv444p")
+    outs, sums = {}, {}
+    for n in (1, 5):
+        out = tmp_path / f"s{n}.mkv"
+        r = run_cli("upscale", src, "--scale", 2, "--steps", n, "-o", out, "--codec", "ffv1", "--pix-fmt", "yuv444p",
+                    "--quiet", "--threads", 2)
+        assert r.returncode == 0, r.stderr
+        sums[n] = json.loads(r.stdout.strip().splitlines()[-1])
+        outs[n] = decode(out)[0]
+        assert outs[n][0].shape == (240, 320, 3)
+    assert (sums[1]["steps"], sums[1]["start_step"]) == (1, 0)
+    assert (sums[5]["steps"], sums[5]["start_step"]) == (5, None)
+    assert "resize_mode" not in sums[1]
+    diff = np.mean([np.abs(a.astype(float) - b.astype(float)).mean() for a, b in zip(outs[1], outs[5])])
+    assert diff > 0.05, diff
+
+
+def test_a_checkpoints_table_entry_is_what_auto_runs(tmp_path):
+    """A checkpoint carrying its own start_steps table: --steps auto at x2 gives exactly the frames of the explicit
+    --steps the entry stands for (start step 2 = 3 calls), and not those of another count."""
+    table = {"checkpoint": "test-tiny-table", "factors": {"1.5": 0, "2": 2, "4": None}}
+    ckpt = _tiny(tmp_path, "table.safetensors", {"name": "test-tiny-table", "start_steps": table})
+    src = videogen.cfr_clip(tmp_path, n=3, audio=False)
+    got = {}
+    for steps in ("auto", 3, 1):
+        out = tmp_path / f"{steps}.mkv"
+        s = upscale_video(str(src), str(out), opts(ckpt, steps=steps, codec="ffv1", pix_fmt="yuv444p"))
+        got[steps] = (s, decode(out)[0])
+    assert got["auto"][0]["start_step"] == 2 and got["auto"][0]["steps"] == 3
+    assert all(np.array_equal(a, b) for a, b in zip(got["auto"][1], got[3][1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(got["auto"][1], got[1][1]))
+
+
+def test_input_at_the_target_fails_before_any_work(tmp_path, g_ckpt):
+    """640x480 -> --target 640x480, 320x240 or --scale 1: one line naming both sizes, exit 2, no output or part file."""
+    src = videogen.write_video(tmp_path / "src.mp4", videogen.pan_frames(3, 640, 480))
+    for extra in (["--target", "640x480"], ["--target", "320x240"], ["--scale", "1"]):
+        out = tmp_path / "out.mp4"
+        r = run_cli("upscale", src, "-o", out, "--checkpoint", g_ckpt, "--quiet", *extra)
+        target = "320x240" if "320x240" in extra else "640x480"
+        _assert_clean_failure(r, tmp_path, f"input is already 640x480, at or above the target {target}: "
+                                           "nothing to up-scale; use a larger --target or --scale")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["src.mp4"]
+
+
 # -- bad input: one line, exit 2, nothing written ---------------------------------------------------------------
 def _assert_clean_failure(r, folder, needle):
     assert r.returncode == 2, (r.returncode, r.stderr)
@@ -545,7 +603,7 @@ def _assert_clean_failure(r, folder, needle):
 
 
 @pytest.mark.parametrize("case", ["missing", "text", "audio_only", "truncated", "no_frames", "bad_target",
-                                  "bad_start_step", "fp16_cpu", "exists", "bad_container"])
+                                  "steps_0", "steps_9", "steps_x", "fp16_cpu", "exists", "bad_container"])
 def test_bad_input_fails_cleanly(tmp_path, g_ckpt, case):
     out = tmp_path / "out.mp4"
     extra = []
@@ -563,8 +621,10 @@ def test_bad_input_fails_cleanly(tmp_path, g_ckpt, case):
         src = videogen.cfr_clip(tmp_path, n=4, audio=False, name="src.mp4")
         if case == "bad_target":
             extra, needle = ["--target", "720i"], "target"
-        elif case == "bad_start_step":
-            extra, needle = ["--start-step", "7"], "start-step"
+        elif case.startswith("steps_"):
+            v = case.split("_")[1]
+            extra = ["--steps", v, "--scale", "2"]
+            needle = f"--steps must be auto or a number of denoiser calls in 1..5, got {v if v != 'x' else repr(v)}"
         elif case == "fp16_cpu":
             extra, needle = ["--precision", "fp16", "--device", "cpu"], "fp16"
         elif case == "exists":

@@ -56,10 +56,9 @@ def upscale_options(f):
         click.option("--fit", type=click.Choice(["pad", "crop", "stretch"]), default="pad", show_default=True,
                      help="Aspect mismatch with an explicit WxH."),
         click.option("--checkpoint", "--model", "checkpoint", default=None, help="Checkpoint (.safetensors or folder); default: bundled."),
-        click.option("--steps", type=int, default=None, help="Diffusion steps (fewer than the schedule's = truncated start)."),
-        click.option("--start-step", default="auto", show_default=True, help="auto (calibrated per scale), full, or an integer step."),
-        click.option("--resize-mode", type=click.Choice(["auto", "direct", "resize"]), default="auto", show_default=True,
-                     help="direct: diffuse at the target size; resize: run at the trained factor and resize."),
+        click.option("--steps", default="auto", show_default=True,
+                     help="Denoiser calls per frame: auto (calibrated per scale factor) or N in 1..T "
+                          "(N < T: truncated start at step N-1; T: full sampling)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--temporal", type=click.Choice(["shared", "independent"]), default="shared", show_default=True,
                      help="shared: one noise per shot + smoothed uncertainty; independent: per-frame noise."),
@@ -89,16 +88,7 @@ def build_options(kw: dict) -> UpscaleOptions:
     target, scale = kw.pop("target"), kw.pop("scale")
     if target is None and scale is None:
         target = "1080p"
-    ss = kw.pop("start_step")
-    if ss in ("auto",):
-        start = "auto"
-    elif ss in ("full", "none", "None"):
-        start = None
-    else:
-        try:
-            start = int(ss)
-        except ValueError:
-            raise UpscaleError(f"--start-step must be auto, full or an integer, got {ss!r}") from None
+    kw["steps"] = _parse_steps(kw.get("steps", "auto"), kw.get("checkpoint"))
     if kw.get("fps") is not None:
         from .video import VideoError
         from .video.probe import parse_rate
@@ -107,7 +97,30 @@ def build_options(kw: dict) -> UpscaleOptions:
             kw["fps"] = str(parse_rate(kw["fps"]))
         except VideoError as e:
             raise UpscaleError(str(e)) from None
-    return UpscaleOptions(target=target, scale=scale, start_step=start, **kw)
+    return UpscaleOptions(target=target, scale=scale, **kw)
+
+
+def _parse_steps(value, checkpoint):
+    """--steps: "auto" or an int in 1..T of the checkpoint, checked here so that every command (upscale, batch,
+    --workers) fails at once with one line; make_plan checks it again for callers of the Python API."""
+    from .startstep import StepsError, parse_steps, resolve_start, schedule_steps
+
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    spec = None
+    try:
+        from .checkpoint import default_checkpoint_path, read_checkpoint
+
+        spec = read_checkpoint(checkpoint or default_checkpoint_path())[0]
+    except Exception:  # a bad checkpoint is reported, with its own message, where it is loaded
+        pass
+    try:
+        steps = parse_steps(value, schedule_steps(spec) if spec is not None else None)
+        if spec is not None:
+            resolve_start(spec, 4.0, steps)  # the range check (the factor does not matter for an explicit N)
+        return steps
+    except StepsError as e:
+        raise UpscaleError(str(e)) from None
 
 
 @main.command()
@@ -171,12 +184,16 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, no_r
 @click.option("--checkpoint", default=None, help="Checkpoint (default: bundled).")
 @click.option("--max-frames", type=int, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", default="auto", show_default=True,
+              help="Denoiser calls of the UPSR methods, as `upscale --steps`: auto (calibrated per factor) or N in 1..T.")
 @click.option("--lpips-weights", default=None, help="LPIPS alex weights (.safetensors); env UPSR_LPIPS_WEIGHTS.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Report folder (JSON, CSV, PNG plots, preview).")
-def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, lpips_weights, out_dir):
-    """Run several methods on the same clip; write a table, plots and a side-by-side preview."""
+def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, steps, lpips_weights, out_dir):
+    """Run several methods on the same clip; write a table, plots and a side-by-side preview. The UPSR methods run
+    the path `upscale` ships (output-size diffusion, the same start step for the same factor and --steps)."""
     from .checkpoint import CheckpointError, load_pipeline
     from .eval import compare as cmp
+    from .startstep import StepsError, resolve_start
 
     try:
         names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -196,9 +213,11 @@ def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, lp
         size = gt_frames[0].shape[:2] if gt_frames is not None else (lr[0].shape[0] * scale, lr[0].shape[1] * scale)
         if gt_frames is not None:
             gt_frames = [g[: size[0], : size[1]] for g in gt_frames]
-        pipe = None
+        steps = _parse_steps(steps, checkpoint)
+        pipe, start = None, None
         if any(m not in ("bicubic", "lanczos") for m in names):
-            _, pipe = load_pipeline(checkpoint)
+            spec, pipe = load_pipeline(checkpoint)
+            start = resolve_start(spec, max(size[0] / lr[0].shape[0], size[1] / lr[0].shape[1]), steps)
         lp = None
         if gt_frames is not None:  # before the long part: a missing weights file fails at once
             from .eval.lpips_alex import load_lpips
@@ -209,13 +228,13 @@ def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, lp
         cuts = cuts_of_frames(lr)
         outputs, secs = {}, {}
         for m in names:
-            outputs[m], secs[m] = cmp.run_method(m, lr, size, pipe, cuts, seed)
+            outputs[m], secs[m] = cmp.run_method(m, lr, size, pipe, cuts, seed, start)
             click.echo(f"{m}: {secs[m]:.3f} s/frame", err=True)
         rows, curves = cmp.evaluate(outputs, lr, gt_frames, cuts, scale, lp, secs)
         files = cmp.write_report(out_dir, rows, curves, outputs, gt_frames, lr)
-    except (UpscaleError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (UpscaleError, CheckpointError, StepsError, FileNotFoundError, ValueError) as e:
         _fail(str(e).splitlines()[0])
-    click.echo(json.dumps({"rows": rows, "files": files, "cuts": cuts}))
+    click.echo(json.dumps({"rows": rows, "files": files, "cuts": cuts, "start_step": start}))
 
 
 @main.command("eval")

@@ -35,9 +35,7 @@ class UpscaleOptions:
     fit: str = "pad"
     checkpoint: Optional[str] = None  # None: the bundled default
     seed: int = 0
-    steps: Optional[int] = None  # fewer than T: truncated start at steps-1 (Diff-SR); None: auto/full
-    start_step: Optional[int | str] = "auto"  # "auto" | int | None (full prior start)
-    resize_mode: str = "auto"  # auto | direct | resize
+    steps: int | str = "auto"  # "auto" (calibrated per scale factor) | N denoiser calls, 1..T (T: full sampling)
     temporal: str = "shared"
     window: int = 4
     decay: float = 0.6
@@ -63,10 +61,9 @@ class Plan:
     """Everything a segment worker needs besides its frame range: resolved once by the driver."""
 
     geometry: Geometry
-    model_size: tuple[int, int]  # (H, W) the diffusion runs at
-    out_size: tuple[int, int]  # (H, W) after the optional resize (== geometry.content reversed)
-    start_step: Optional[int]
-    resize_mode: str
+    out_size: tuple[int, int]  # (H, W) the diffusion runs at and produces (geometry.content reversed)
+    start_step: Optional[int]  # the reverse process's first step; None: full sampling from the prior
+    steps: int  # denoiser calls per frame
     cuts: list[int]  # frame indices that start a shot (0 included)
     options: UpscaleOptions
     time_base: tuple[int, int]
@@ -86,8 +83,9 @@ def resolve_device(device: str) -> str:
 
 
 def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> Plan:
-    from .diffusion.schedule import ScheduleConfig
-    from .startstep import choose_mode, choose_start_step
+    """Output geometry and sampling for this video. The diffusion always runs at the output content size; the
+    start step comes from --steps (startstep.resolve_start, the function `compare` uses too)."""
+    from .startstep import StepsError, denoiser_calls, resolve_start
 
     try:
         # fitted to the picture as shown (stored width x sample aspect ratio): the output has square pixels
@@ -95,39 +93,20 @@ def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> P
     except ValueError as e:
         raise UpscaleError(str(e)) from None
     cw, ch = geom.content
-    factor = ch / info.height
-    lo, hi = spec.train_scales
-    mode = opts.resize_mode
-    measured = choose_mode(spec, factor) if mode == "auto" and abs(factor - spec.scale) > 1e-6 else None
-    if mode == "auto":
-        if measured is not None:
-            # the mode scripts/compare_scale_modes.py measured best at the nearest calibrated factor
-            mode = "resize" if measured == "resize" else "direct"
-        else:
-            # y0 at the target size directly only where the checkpoint was trained at that factor (random scales);
-            # otherwise run at the trained factor and resize, the input distribution the model knows
-            mode = "direct" if (lo - 1e-6 <= factor <= hi + 1e-6 and hi > lo) or abs(factor - spec.scale) < 1e-6 else "resize"
-    if mode not in ("direct", "resize"):
-        raise UpscaleError(f"resize mode must be auto, direct or resize, got {opts.resize_mode!r}")
-    model_size = (ch, cw) if mode == "direct" else (info.height * spec.scale, info.width * spec.scale)
-    T = ScheduleConfig.from_dict(spec.schedule).steps
-    if opts.steps is not None:
-        if not 1 <= opts.steps <= T:
-            raise UpscaleError(f"--steps must be in 1..{T} for this checkpoint")
-        start = None if opts.steps == T else opts.steps - 1
-    elif opts.start_step == "auto" and measured == "direct":
-        start = None  # full sampling measured best at this factor
-    elif opts.start_step == "auto":
-        start = choose_start_step(spec, factor if mode == "direct" else float(spec.scale), T)
-    elif opts.start_step is None:
-        start = None
-    else:
-        s = int(opts.start_step)
-        if not 0 <= s < T:
-            raise UpscaleError(f"--start-step must be in 0..{T - 1}, got {s}")
-        start = s
+    # the scale factor from the decoded frame to the content, the larger axis (they differ under --fit stretch and
+    # for non-square input pixels): the one the table is looked up with
+    factor = max(cw / info.width, ch / info.height)
+    if factor <= 1.0:
+        target = f"{cw}x{ch}" if geom.content == geom.canvas else \
+            f"{cw}x{ch} (the picture inside {geom.canvas[0]}x{geom.canvas[1]} with --fit {geom.fit})"
+        raise UpscaleError(f"input is already {info.width}x{info.height}, at or above the target {target}: "
+                           "nothing to up-scale; use a larger --target or --scale")
+    try:
+        start = resolve_start(spec, factor, opts.steps)
+    except StepsError as e:
+        raise UpscaleError(str(e)) from None
     tb = info.time_base
-    return Plan(geom, model_size, (ch, cw), start, mode, sorted(set([0] + list(cuts))), opts,
+    return Plan(geom, (ch, cw), start, denoiser_calls(spec, start), sorted(set([0] + list(cuts))), opts,
                 (tb.numerator, tb.denominator), info.colour, list(info.pts))
 
 
@@ -183,11 +162,11 @@ def output_pix_fmt(pix_fmt: str, codec: str, bit_depth: int) -> str:
                        f"(use --codec libx264, libx265 or ffv1, or --pix-fmt yuv420p)")
 
 
-def auto_tiles(pipe: UPSRPipeline, opts: UpscaleOptions, model_size: tuple[int, int]) -> TileOptions:
+def auto_tiles(pipe: UPSRPipeline, opts: UpscaleOptions, size: tuple[int, int]) -> TileOptions:
     """A memory bound: HR tiles of at most ~1 MPixel for the denoiser unless --tile says otherwise."""
     if opts.tile:
         return TileOptions(tile=int(opts.tile) * pipe.scale, overlap=max(pipe.multiple // 2, 32), aux_tile=256)
-    h, w = model_size
+    h, w = size
     if h * w <= 1024 * 1024 * 2.2:
         return TileOptions(tile=None, aux_tile=512)
     return TileOptions(tile=1024, overlap=max(pipe.multiple // 2, 64), aux_tile=512)
@@ -221,9 +200,8 @@ def process_segment(
     depth = probe(video_path, opts.fps).bit_depth  # > 8: decoded as uint16 and written at 10 bits by default
     pix_fmt = output_pix_fmt(opts.pix_fmt, opts.codec, depth)
     topts = TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed)
-    tiles = auto_tiles(pipe, opts, plan.model_size)
-    runner = TemporalUPSR(pipe, topts, plan.model_size, plan.out_size if plan.out_size != plan.model_size else None,
-                          plan.start_step, tiles)
+    tiles = auto_tiles(pipe, opts, plan.out_size)
+    runner = TemporalUPSR(pipe, topts, plan.out_size, plan.start_step, tiles)
     first = max(plan.shot_start(start), start - topts.context)
     cw, ch = plan.geometry.canvas
     model_s = 0.0

@@ -70,7 +70,7 @@ def _own_table(p: Path) -> Optional[dict]:
 
 
 def calibration_table(checkpoint: Optional[str]) -> dict:
-    """The start-step/mode table a plan with this checkpoint reads: its own, else the shipped one."""
+    """The start-step table a plan with this checkpoint reads: its own, else the shipped one."""
     from .startstep import load_table
 
     p, _ = _checkpoint_files(checkpoint)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .diffusion.unw import uncertainty, weight_from_uncertainty
@@ -48,14 +47,14 @@ class TemporalUPSR:
         self,
         pipe: UPSRPipeline,
         opts: TemporalOptions,
-        model_size: tuple[int, int],
-        out_size: Optional[tuple[int, int]] = None,
+        out_size: tuple[int, int],
         start_step: Optional[int] = None,
         tiles: TileOptions = TileOptions(),
     ):
-        """model_size (H, W): where the diffusion runs; out_size (H, W): final size when different (resized)."""
+        """out_size (H, W): the output size, where y0, g and the diffusion live; start_step: the reverse process's
+        first step (None: full sampling from the prior)."""
         self.pipe, self.opts = pipe, opts
-        self.model_size, self.out_size = tuple(model_size), tuple(out_size) if out_size else None
+        self.out_size = tuple(out_size)
         self.start_step, self.tiles = start_step, tiles
         self._shot: Optional[int] = None
         self._hist: deque[Tensor] = deque(maxlen=opts.window + 1)
@@ -78,32 +77,23 @@ class TemporalUPSR:
 
     @torch.no_grad()
     def push(self, idx: int, lr: Tensor, shot_start: int, emit: bool = True) -> Optional[Tensor]:
-        """lr: [1,3,h,w] in [-1,1]. Returns the HR frame [1,3,H,W] (at out_size) when emit."""
+        """lr: [1,3,h,w] in [-1,1]. Returns the HR frame [1,3,H,W] = out_size when emit."""
         if self._last_idx is not None and idx != self._last_idx + 1:
             raise ValueError(f"frames must be consecutive: got {idx} after {self._last_idx}")
         self._last_idx = idx
         if shot_start != self._shot:
             self._shot = shot_start
             self._hist.clear()
-        y0, g = self.pipe.condition(lr, self.model_size, self.tiles)
+        y0, g = self.pipe.condition(lr, self.out_size, self.tiles)
         psi = uncertainty(g, y0).abs()
         if self.opts.mode == "independent":
             self._hist.clear()
         self._hist.append(psi)
         if not emit or not self.pipe.is_diffusion:
-            if emit:
-                return self._finish(g.clamp(-1, 1))
-            return None
+            return g.clamp(-1, 1) if emit else None  # context frame, or the g-only fallback
         w = weight_from_uncertainty(self._smoothed(), self.pipe.unw)
         if self.opts.mode == "shared":
             eps = self._shot_noise(y0.shape, (self.opts.seed, "shot", shot_start))
         else:
             eps = self.pipe.noise(y0.shape, self.opts.seed, "frame", idx)
-        hr = self.pipe.sample(y0, g, eps, w, self.start_step, self.tiles)
-        return self._finish(hr)
-
-    def _finish(self, hr: Tensor) -> Tensor:
-        if self.out_size and tuple(hr.shape[-2:]) != self.out_size:
-            down = hr.shape[-2] > self.out_size[0]
-            hr = F.interpolate(hr, size=self.out_size, mode="bicubic", align_corners=False, antialias=down).clamp(-1, 1)
-        return hr
+        return self.pipe.sample(y0, g, eps, w, self.start_step, self.tiles)

@@ -128,6 +128,7 @@ def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[lis
             spec, _ = read_checkpoint(opts.checkpoint or default_checkpoint_path())
         except CheckpointError as e:
             raise UpscaleError(str(e)) from None
+    make_plan(info, spec, opts, [0])  # a bad target or --steps fails before the pass over the frames
     if cuts is None:
         cuts = detect_cuts(input_path, opts.scene_threshold, fps=opts.fps) if opts.temporal == "shared" else [0]
     return Prepared(info, make_plan(info, spec, opts, cuts), spec)
@@ -274,8 +275,8 @@ def run_summary(input_path, out, prep: Prepared, opts: UpscaleOptions, frames: i
         "output_size": list(prep.plan.geometry.canvas),
         "model": "UPSR" if is_diffusion else "g only (fallback: checkpoint has no denoiser)",
         "checkpoint": str(opts.checkpoint or "bundled default"),
-        "resize_mode": prep.plan.resize_mode,
-        "start_step": prep.plan.start_step,
+        "steps": prep.plan.steps if is_diffusion else 0,  # denoiser calls per frame
+        "start_step": prep.plan.start_step if is_diffusion else None,
         "temporal": opts.temporal,
         "shots": len(prep.plan.cuts),
         "seconds": round(secs, 3),

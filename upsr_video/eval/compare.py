@@ -60,8 +60,9 @@ def shot_starts(cuts: list[int], n: int) -> list[int]:
 
 
 def run_method(name: str, lr: list[np.ndarray], size: tuple[int, int], pipe: Optional[UPSRPipeline], cuts: list[int],
-               seed: int = 0, start_step=None) -> tuple[list[np.ndarray], float]:
-    """Output frames (H, W = size) and seconds per frame."""
+               seed: int = 0, start_step: Optional[int] = None) -> tuple[list[np.ndarray], float]:
+    """Output frames (H, W = size) and seconds per frame. The UPSR methods run what `upscale` runs: diffusion at
+    `size` from `start_step` (startstep.resolve_start; None: full sampling) with the CLI's tiles."""
     h, w = size
     t0 = time.perf_counter()
     if name in ("bicubic", "lanczos"):
@@ -84,7 +85,9 @@ def run_method(name: str, lr: list[np.ndarray], size: tuple[int, int], pipe: Opt
         p = UPSRPipeline(pipe.denoiser, pipe.aux, pipe.schedule.cfg, UNWConfig(b_u=1.0, psi_max=pipe.unw.psi_max), pipe.device)
     elif name not in ("upsr-independent", "upsr-shared"):
         raise ValueError(f"unknown method {name!r}; known: {', '.join(ALL_METHODS)}")
-    runner = TemporalUPSR(p, TemporalOptions(mode, seed=seed), (h, w), None, start_step)
+    from ..process import UpscaleOptions, auto_tiles
+
+    runner = TemporalUPSR(p, TemporalOptions(mode, seed=seed), (h, w), start_step, auto_tiles(p, UpscaleOptions(), (h, w)))
     out = [_to_u8(runner.push(i, _to_t(f, p.device), shots[i])) for i, f in enumerate(lr)]
     return out, (time.perf_counter() - t0) / len(lr)
 
