@@ -69,10 +69,11 @@ def cluster():
                                                       "object_store_memory": 80 * 1024 * 1024})
     nodes = [c.add_node(**NODE) for _ in range(2)]
     c.wait_for_nodes()
+    address = c.address
     yield c, nodes
     c.shutdown()
-    if os.environ.get("RAY_ADDRESS") == c.address:
-        del os.environ["RAY_ADDRESS"]
+    if address and os.environ.get("RAY_ADDRESS") == address:  # set by the Cluster: later tests start their own
+        os.environ.pop("RAY_ADDRESS")
 
 
 @pytest.fixture(scope="module")
