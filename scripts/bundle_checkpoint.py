@@ -16,6 +16,8 @@ def main():
     ap.add_argument("--name", required=True)
     ap.add_argument("--note", default="")
     ap.add_argument("--metrics", default=None, help="JSON file of evaluation figures to record")
+    ap.add_argument("--start-steps", default=None,
+                    help="calibration table JSON (scripts/calibrate_start_step.py --out) carried in the checkpoint")
     a = ap.parse_args()
     spec, den, aux = load_checkpoint(a.src)
     spec.info["name"] = a.name
@@ -23,6 +25,8 @@ def main():
         spec.info["note"] = a.note
     if a.metrics:
         spec.info["metrics"] = json.load(open(a.metrics))
+    if a.start_steps:
+        spec.info["start_steps"] = json.load(open(a.start_steps))
     save_checkpoint(a.dst, spec, den, aux)
     print(a.dst)
 
