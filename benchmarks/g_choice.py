@@ -1,6 +1,7 @@
-"""Which g serves better per second: the trained output-grid g vs RLFN (off the shelf, bicubic x4, LR grid).
+"""Which g serves better per second: a checkpoint's g, the bundled default's g (CompactSR, bicubic x4, LR grid)
+and RLFN (off the shelf, bicubic x4, LR grid).
 
-    python benchmarks/g_choice.py --checkpoint upsr_video/weights/upsr-small-default.safetensors
+    python benchmarks/g_choice.py --checkpoint checkpoints/upsr-small-video.safetensors --threads 2 --repeats 1
 
 Quality of g alone (PSNR-Y, ceil(scale) px shaved) on Vid4 BDx4 (4 clips x 10 frames; blur 1.6 + x4 at pixel
 centres), on the web-like x2 H.264 CRF 26 clips and on Set14 x4 (the set's LR); seconds per frame of g alone
@@ -56,7 +57,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     rlfn = build_aux("rlfn")
     rlfn.load_state_dict(load_file(a.rlfn), strict=True)
-    gs = {"trained g (checkpoint)": load_checkpoint(a.checkpoint)[2].eval(), "RLFN x4 (bicubic-trained)": rlfn.eval()}
+    gs = {"g of --checkpoint": load_checkpoint(a.checkpoint)[2].eval(),
+          "g of the bundled default": load_checkpoint(default_checkpoint_path())[2].eval(),
+          "RLFN x4 (bicubic-trained)": rlfn.eval()}
     bd = vid4_clips(lambda gt: [bd_x4(f) for f in gt])
     web = vid4_clips(web_lr)
     set14 = load_pairs(SHARED / "data/images/Set14", 4)
