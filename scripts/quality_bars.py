@@ -326,7 +326,9 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown sections {sorted(bad)}")
     spec, pipe = load_pipeline(a.checkpoint)
-    r: dict = {"checkpoint": a.checkpoint, "steps": a.steps, "seed": a.seed}
+    ck = Path(a.checkpoint).resolve()
+    root = Path(__file__).resolve().parents[1]
+    r: dict = {"checkpoint": str(ck.relative_to(root)) if ck.is_relative_to(root) else ck.name, "steps": a.steps, "seed": a.seed}
     if "vid4" in only:
         r["vid4"] = video_section("vid4", vid4_clips(lambda gt: [bd_x4(f) for f in gt]), 4, spec, pipe, lpips_model, a.seed, steps)
     if "web" in only:
