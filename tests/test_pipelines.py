@@ -21,7 +21,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
 import upsr_video.cli  # noqa: F401  (first: its plugin loader imports pipelines.cli)
 from click.testing import CliRunner
@@ -31,11 +30,10 @@ from pipelines.archive import check_dirs, plan_outputs, run_archive, scan
 from pipelines.manifest import DONE, PENDING, Manifest, ManifestError
 from pipelines.runner import check_reachable, run_distributed, work_dir_for
 from pipelines.segments import make_segments, split_frames
-from upsr_video.checkpoint import ModelSpec, build_models, save_checkpoint
-from upsr_video.models.aux import AUX_PRESETS
-from upsr_video.models.unet import DENOISER_PRESETS
 from upsr_video.process import UpscaleError, UpscaleOptions
 from upsr_video.upscale import upscale_video
+
+from tinymodel import tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -122,13 +120,7 @@ def data(tmp_path_factory):
     a = _small_frames(REALSHORT, CUT) + _small_frames(BIKES, 36 - CUT)
     _write_clip(d / "a.mp4", a, audio_from=REALSHORT)
     _write_clip(d / "b.mp4", _small_frames(BIKES, 24))
-    torch.manual_seed(0)
-    spec = ModelSpec(aux=AUX_PRESETS["compact-xs"].to_dict(), denoiser=DENOISER_PRESETS["upsr-tiny"].to_dict())
-    den, aux = build_models(spec)
-    with torch.no_grad():
-        for p in list(den.parameters()) + list(aux.parameters()):
-            p.add_(0.03 * torch.randn_like(p))
-    ckpt = save_checkpoint(d / "tiny.safetensors", spec, den, aux)
+    ckpt = tiny_checkpoint(d / "tiny.safetensors")
     ref = {}
     for name in ("a", "b"):
         out = d / f"{name}_local.mp4"

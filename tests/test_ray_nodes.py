@@ -21,13 +21,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
 import videogen
+from tinymodel import tiny_checkpoint
 from pipelines.actors import SEGMENT_LOG_ENV
-from upsr_video.checkpoint import ModelSpec, build_models, save_checkpoint
-from upsr_video.models.aux import AUX_PRESETS
-from upsr_video.models.unet import DENOISER_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
@@ -83,13 +80,7 @@ def data(tmp_path_factory):
     (src / "sub").mkdir(parents=True)
     _clip(src / "a.mp4", 24, 41, audio=True)
     _clip(src / "sub" / "b.mp4", 16, 43)
-    torch.manual_seed(0)
-    spec = ModelSpec(aux=AUX_PRESETS["compact-xs"].to_dict(), denoiser=DENOISER_PRESETS["upsr-tiny"].to_dict())
-    den, aux = build_models(spec)
-    with torch.no_grad():
-        for p in list(den.parameters()) + list(aux.parameters()):
-            p.add_(0.03 * torch.randn_like(p))
-    return {"src": src, "ckpt": save_checkpoint(d / "tiny.safetensors", spec, den, aux), "dir": d}
+    return {"src": src, "ckpt": tiny_checkpoint(d / "tiny.safetensors"), "dir": d}
 
 
 def _batch(data, dst, address, log):

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 import videogen
+from tinymodel import tiny_checkpoint
 from upsr_video.checkpoint import ModelSpec, build_models, default_checkpoint_path, save_checkpoint
 from upsr_video.eval.fidelity import psnr_y
 from upsr_video.models.aux import AUX_PRESETS
-from upsr_video.models.unet import DENOISER_PRESETS
 from upsr_video.process import UpscaleError, UpscaleOptions
 from upsr_video.upscale import upscale_video
 
@@ -52,16 +52,8 @@ def run_cli(*args, cwd=None):
 
 
 def _tiny(folder, name: str, info: dict):
-    """A random upsr-tiny denoiser + compact-xs g (zero-initialised layers perturbed so the denoiser matters); the
-    same weights for every name."""
-    spec = ModelSpec(aux=AUX_PRESETS["compact-xs"].to_dict(), denoiser=DENOISER_PRESETS["upsr-tiny"].to_dict(),
-                     info=info)
-    torch.manual_seed(0)
-    den, aux = build_models(spec)
-    with torch.no_grad():
-        for p in list(den.parameters()) + list(aux.parameters()):
-            p.add_(0.02 * torch.randn_like(p))
-    return save_checkpoint(folder / name, spec, den, aux)
+    """The tests' tiny random checkpoint (tinymodel.tiny_checkpoint); the same weights for every name."""
+    return tiny_checkpoint(folder / name, info, noise=0.02)
 
 
 @pytest.fixture(scope="module")
