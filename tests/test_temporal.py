@@ -95,3 +95,24 @@ def test_g_only_fallback_is_g_clamped_at_the_output_size():
     out = TemporalUPSR(pipe, TemporalOptions(), (50, 60)).push(0, frame, 0)
     _, g = pipe.condition(frame, (50, 60))
     assert out.shape[-2:] == (50, 60) and torch.equal(out, g.clamp(-1, 1))
+
+
+def test_push_batch_equals_frame_by_frame():
+    """Batches of 4 with a cut inside and context frames: the same frames as one push per frame (float rounding of
+    batched convolutions aside), in both modes."""
+    pipe, frames, cuts = _pipe(), _frames(10), [0, 6]
+    shot = lambda i: max(c for c in cuts if c <= i)
+    for mode in ("shared", "independent"):
+        opts = TemporalOptions(mode, window=3, seed=3)
+        ref = _run(pipe, frames, cuts, 2, 10, opts)
+        r = TemporalUPSR(pipe, opts, (80, 96))
+        first = max(shot(2), 2 - opts.context)
+        got = []
+        for b in range(first, 10, 4):
+            idx = list(range(b, min(b + 4, 10)))
+            outs = r.push_batch(idx, torch.cat([frames[i] for i in idx]), [shot(i) for i in idx], [i >= 2 for i in idx])
+            assert [o is None for o in outs] == [i < 2 for i in idx]
+            got += [o for o in outs if o is not None]
+        assert len(got) == len(ref) == 8
+        for a, b in zip(ref, got):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

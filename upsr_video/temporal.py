@@ -78,22 +78,43 @@ class TemporalUPSR:
     @torch.no_grad()
     def push(self, idx: int, lr: Tensor, shot_start: int, emit: bool = True) -> Optional[Tensor]:
         """lr: [1,3,h,w] in [-1,1]. Returns the HR frame [1,3,H,W] = out_size when emit."""
-        if self._last_idx is not None and idx != self._last_idx + 1:
-            raise ValueError(f"frames must be consecutive: got {idx} after {self._last_idx}")
-        self._last_idx = idx
-        if shot_start != self._shot:
-            self._shot = shot_start
-            self._hist.clear()
-        y0, g = self.pipe.condition(lr, self.out_size, self.tiles)
+        return self.push_batch([idx], lr, [shot_start], [emit])[0]
+
+    @torch.no_grad()
+    def push_batch(self, indices: list[int], lrs: Tensor, shot_starts: list[int], emits: list[bool]) -> list[Optional[Tensor]]:
+        """Consecutive frames in one call (lrs: [N,3,h,w]): g runs once on the batch, the per-frame state (shot,
+        |psi| history, noise) advances frame by frame in index order, and the emitted frames are denoised as one
+        batch. Equal to N calls of `push` up to float rounding of batched convolutions."""
+        n = len(indices)
+        if not (lrs.shape[0] == n == len(shot_starts) == len(emits)):
+            raise ValueError("push_batch: indices, frames, shot starts and emit flags differ in length")
+        y0, g = self.pipe.condition(lrs, self.out_size, self.tiles)
         psi = uncertainty(g, y0).abs()
-        if self.opts.mode == "independent":
-            self._hist.clear()
-        self._hist.append(psi)
-        if not emit or not self.pipe.is_diffusion:
-            return g.clamp(-1, 1) if emit else None  # context frame, or the g-only fallback
-        w = weight_from_uncertainty(self._smoothed(), self.pipe.unw)
-        if self.opts.mode == "shared":
-            eps = self._shot_noise(y0.shape, (self.opts.seed, "shot", shot_start))
-        else:
-            eps = self.pipe.noise(y0.shape, self.opts.seed, "frame", idx)
-        return self.pipe.sample(y0, g, eps, w, self.start_step, self.tiles)
+        ws, eps, sel = [], [], []
+        for k, (idx, shot_start, emit) in enumerate(zip(indices, shot_starts, emits)):
+            if self._last_idx is not None and idx != self._last_idx + 1:
+                raise ValueError(f"frames must be consecutive: got {idx} after {self._last_idx}")
+            self._last_idx = idx
+            if shot_start != self._shot:
+                self._shot = shot_start
+                self._hist.clear()
+            if self.opts.mode == "independent":
+                self._hist.clear()
+            self._hist.append(psi[k : k + 1].clone())  # a copy: the history must not pin the whole batch
+            if not emit or not self.pipe.is_diffusion:
+                continue
+            ws.append(weight_from_uncertainty(self._smoothed(), self.pipe.unw))
+            if self.opts.mode == "shared":
+                eps.append(self._shot_noise((1, *y0.shape[1:]), (self.opts.seed, "shot", shot_start)))
+            else:
+                eps.append(self.pipe.noise((1, *y0.shape[1:]), self.opts.seed, "frame", idx))
+            sel.append(k)
+        outs: list[Optional[Tensor]] = [None] * n
+        if not self.pipe.is_diffusion:  # the g-only fallback
+            return [g[k : k + 1].clamp(-1, 1) if e else None for k, e in enumerate(emits)]
+        if sel:
+            hr = self.pipe.sample(y0[sel], g[sel], torch.cat(eps), torch.cat(ws),
+                                  self.start_step, self.tiles)
+            for j, k in enumerate(sel):
+                outs[k] = hr[j : j + 1]
+        return outs
