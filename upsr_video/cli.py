@@ -65,8 +65,13 @@ def upscale_options(f):
         click.option("--scene-threshold", type=float, default=None, help="Scene-cut threshold (default: detector's)."),
         click.option("--tile", type=int, default=None, help="Tile size in input pixels (bounds memory)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True),
-        click.option("--batch-size", type=int, default=8, show_default=True, help="Frames decoded per batch."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+                     show_default=True, help="auto: bf16 on a CUDA GPU that supports it, else fp32 (CPU: fp32)."),
+        click.option("--batch-size", type=int, default=0, show_default=True,
+                     help="Frames per model batch (g and the denoiser run on the batch; decoding and encoding "
+                          "overlap it on their own threads). 0: 4 on CUDA, 1 on CPU."),
+        click.option("--compile", is_flag=True, default=False,
+                     help="torch.compile the networks (CUDA; the first batch of each shape compiles)."),
         click.option("--fps", default=None, help="Frame rate (25, 30000/1001) for a video whose timestamps are "
                      "missing or all equal (default: its declared rate); valid timestamps are always kept."),
         click.option("--streams", type=click.Choice(["keep", "convert", "drop-unsupported"]), default="keep",

@@ -45,6 +45,7 @@ class TileOptions:
     tile: Optional[int] = None
     overlap: int = 64
     aux_tile: Optional[int] = 256
+    batch: int = 1  # frames x tiles per denoiser call when tiling: tiles of one frame go through together
 
 
 class UPSRPipeline:
@@ -65,6 +66,18 @@ class UPSRPipeline:
         self.dtype = dtype
         self.scale = int(getattr(aux, "scale", 4))
         self.multiple = int(getattr(denoiser, "spatial_multiple", 1)) if denoiser is not None else 1
+
+    def optimize(self, channels_last: bool = False, compile: bool = False) -> None:
+        """Execution settings that keep the arithmetic: channels-last weights (NHWC, the layout cuDNN's
+        tensor-core convolutions run on; activations follow the weights) and torch.compile of both networks."""
+        for name in ("denoiser", "aux"):
+            net = getattr(self, name)
+            if net is None:
+                continue
+            if channels_last:
+                net.to(memory_format=torch.channels_last)
+            if compile:
+                setattr(self, name, torch.compile(net))
 
     @property
     def is_diffusion(self) -> bool:
@@ -143,12 +156,16 @@ class UPSRPipeline:
             tile = max(m, (tile + m - 1) // m * m)
         overlap = tiles.overlap
 
+        def steps(k: int, t: int) -> Tensor:
+            return torch.full((k,), t, device=self.device, dtype=torch.long)
+
         def denoise(x_scaled: Tensor, t: int) -> Tensor:
-            tt = torch.full((n,), t, device=self.device, dtype=torch.long)
             if tile is None:
-                return self.denoiser(x_scaled, tt, gp, y0p)
+                return self.denoiser(x_scaled, steps(n, t), gp, y0p)
             stacked = torch.cat([x_scaled, gp, y0p], dim=1)
-            return tiled_apply(lambda z: self.denoiser(z[:, :3], tt, z[:, 3:6], z[:, 6:9]), stacked, tile, overlap, m)
+            per_call = max(1, tiles.batch // n)  # tiles per call: up to `batch` images in all
+            return tiled_apply(lambda z: self.denoiser(z[:, :3], steps(z.shape[0], t), z[:, 3:6], z[:, 6:9]),
+                               stacked, tile, overlap, m, per_call)
 
         out = sample(self.schedule, denoise, y0p, gp, ep, wp, start_step)
         return crop_to(out, size)

@@ -42,8 +42,8 @@ class UpscaleOptions:
     scene_threshold: Optional[float] = None
     tile: Optional[int] = None  # LR pixels; None: automatic bound
     device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 8  # frames decoded per batch
+    precision: str = "auto"  # auto: bf16 on a CUDA device that supports it, else fp32 | fp32 | bf16 | fp16
+    batch_size: int = 0  # frames per model batch; 0: automatic (see resolve_batch_size)
     fps: Optional[str] = None  # frame rate for a video whose timestamps are missing or all equal (None: declared)
     streams: str = "keep"  # keep | convert | drop-unsupported: streams the output container cannot hold
     codec: str = "libx264"
@@ -51,6 +51,7 @@ class UpscaleOptions:
     preset: str = "medium"
     pix_fmt: str = "auto"  # auto: yuv420p, or yuv420p10le for a source with more than 8 bits per sample
     threads: int = 0
+    compile: bool = False  # torch.compile the networks (CUDA; the first batch of each shape compiles)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +74,16 @@ class Plan:
     def shot_start(self, idx: int) -> int:
         return self.cuts[bisect.bisect_right(self.cuts, idx) - 1]
 
+    def batch_of(self, idx: int, batch_size: int) -> tuple[int, int]:
+        """[a, b): the model batch frame `idx` belongs to. Batches tile every shot from its first frame in steps
+        of batch_size, so they depend on the video and its cuts only, never on how the video is split into
+        segments: every frame is computed in the same batch, with the same neighbours, in every run."""
+        k = bisect.bisect_right(self.cuts, idx)
+        s = self.cuts[k - 1]
+        end = self.cuts[k] if k < len(self.cuts) else len(self.pts)
+        a = s + (idx - s) // batch_size * batch_size
+        return a, min(a + batch_size, end)
+
 
 def resolve_device(device: str) -> str:
     if device == "auto":
@@ -80,6 +91,35 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UpscaleError(f"--device {device}: no CUDA device is available")
     return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """--precision auto: bf16 on a CUDA device with bf16 support (tensor cores; checked against fp32 by
+    tests/test_cuda.py), fp32 elsewhere (bf16 on a CPU is slower and coarser)."""
+    if precision != "auto":
+        return precision
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def resolve_batch_size(batch_size: int, device: str) -> int:
+    """--batch-size 0: 4 frames per model batch on CUDA (keeps the GPU busy between small launches), 1 on a CPU
+    (a CPU is already busy with one frame; larger batches only cost memory)."""
+    if batch_size < 0:
+        raise UpscaleError(f"--batch-size must be >= 0, got {batch_size}")
+    if batch_size:
+        return int(batch_size)
+    return 4 if torch.device(device).type == "cuda" else 1
+
+
+def load_for_run(checkpoint: Optional[str], device: str, compile: bool = False):
+    """(spec, pipeline) ready for `process_segment` on `device`: on CUDA the networks use the channels-last
+    layout (what cuDNN's tensor-core convolutions run on); `compile` wraps them in torch.compile."""
+    spec, pipe = load_pipeline(checkpoint, device=device)
+    pipe.optimize(channels_last=torch.device(device).type == "cuda", compile=compile)
+    return spec, pipe
 
 
 def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> Plan:
@@ -111,35 +151,57 @@ def make_plan(info, spec: ModelSpec, opts: UpscaleOptions, cuts: list[int]) -> P
 
 
 def autocast_for(device: str, precision: str):
-    """The autocast context of --precision: bf16 on CPU or CUDA, fp16 on CUDA only; fp32 runs as is."""
+    """The autocast context of --precision (resolved by resolve_precision): bf16 on CPU or CUDA, fp16 on CUDA
+    only; fp32 runs as is."""
     import contextlib
 
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     dev = torch.device(device).type
     if precision == "fp16" and dev != "cuda":
         raise UpscaleError("--precision fp16 needs a CUDA device (use bf16 on CPU)")
     if precision not in ("bf16", "fp16"):
-        raise UpscaleError(f"--precision must be fp32, bf16 or fp16, got {precision!r}")
+        raise UpscaleError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     return torch.autocast(dev, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def frames_to_tensor(frames: np.ndarray, device) -> torch.Tensor:
+    """(B, H, W, 3) uint8 (or uint16, 0..65535) RGB -> [B,3,H,W] float in [-1,1] on `device`. 8-bit frames go to
+    a CUDA device as bytes, from pinned memory without blocking, and are converted there; on the host the
+    conversion is numpy's (one thread: a decode thread beside the model's threads adds no thread team)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and frames.dtype == np.uint8:
+        src = torch.from_numpy(np.ascontiguousarray(frames)).pin_memory().to(dev, non_blocking=True)
+        return src.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    b, h, w, c = frames.shape
+    out = torch.empty((b, c, h, w), dtype=torch.float32)  # torch's allocation: the alignment CPU kernels expect
+    x = out.numpy()  # (numpy's own buffers are aligned differently, which changes their rounding in the last bit)
+    np.copyto(x, frames.transpose(0, 3, 1, 2), casting="unsafe")
+    x /= np.float32(32767.5 if frames.dtype == np.uint16 else 127.5)
+    x -= np.float32(1.0)
+    return out.to(dev)
+
+
+def quantize(t: torch.Tensor, deep: bool) -> torch.Tensor:
+    """[B,3,H,W] float in [-1,1] -> (B, H, W, 3) RGB levels on t's device: uint8, or int32 0..65535 (deep)."""
+    t = t.float().clamp(-1, 1).add(1)
+    q = t.mul_(32767.5).round_().int() if deep else t.mul_(127.5).round_().byte()
+    return q.permute(0, 2, 3, 1)
 
 
 def to_tensor(frame: np.ndarray, device) -> torch.Tensor:
     """HWC uint8 (or uint16, 0..65535) RGB -> [1,3,H,W] float in [-1,1]."""
-    if frame.dtype == np.uint16:
-        t = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(device)
-        return t.permute(2, 0, 1)[None].div_(32767.5).sub_(1.0)
-    t = torch.from_numpy(np.ascontiguousarray(frame)).to(device)
-    return t.permute(2, 0, 1)[None].float().div_(127.5).sub_(1.0)
+    return frames_to_tensor(frame[None], device)
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
-    return ((t[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return _Staged(t[:1], False).numpy()[0]
 
 
 def to_uint16(t: torch.Tensor) -> np.ndarray:
     """[1,3,H,W] float in [-1,1] -> HWC uint16 RGB (0..65535): the precision a >8-bit source keeps."""
-    return ((t[0].float().clamp(-1, 1) + 1) * 32767.5).round().int().permute(1, 2, 0).cpu().numpy().astype(np.uint16)
+    return _Staged(t[:1], True).numpy()[0]
 
 
 def output_pix_fmt(pix_fmt: str, codec: str, bit_depth: int) -> str:
@@ -163,13 +225,16 @@ def output_pix_fmt(pix_fmt: str, codec: str, bit_depth: int) -> str:
 
 
 def auto_tiles(pipe: UPSRPipeline, opts: UpscaleOptions, size: tuple[int, int]) -> TileOptions:
-    """A memory bound: HR tiles of at most ~1 MPixel for the denoiser unless --tile says otherwise."""
+    """A memory bound: HR tiles of at most ~1 MPixel for the denoiser unless --tile says otherwise; as many
+    frames x tiles per denoiser call as the model batch has frames."""
+    batch = resolve_batch_size(opts.batch_size, str(getattr(pipe, "device", "cpu")))
     if opts.tile:
-        return TileOptions(tile=int(opts.tile) * pipe.scale, overlap=max(pipe.multiple // 2, 32), aux_tile=256)
+        return TileOptions(tile=int(opts.tile) * pipe.scale, overlap=max(pipe.multiple // 2, 32), aux_tile=256,
+                           batch=batch)
     h, w = size
     if h * w <= 1024 * 1024 * 2.2:
-        return TileOptions(tile=None, aux_tile=512)
-    return TileOptions(tile=1024, overlap=max(pipe.multiple // 2, 64), aux_tile=512)
+        return TileOptions(tile=None, aux_tile=512, batch=batch)
+    return TileOptions(tile=1024, overlap=max(pipe.multiple // 2, 64), aux_tile=512, batch=batch)
 
 
 @dataclass
@@ -182,6 +247,78 @@ class SegmentResult:
     model_seconds: float
 
 
+class _Staged:
+    """A batch of output frames on its way to the host as RGB levels. From a GPU: quantized there and copied into
+    pinned memory without blocking the compute thread (`numpy` waits for the copy's event). On the host:
+    quantized by `numpy`, on the encode thread, with numpy (one thread; the same arithmetic as `quantize`)."""
+
+    def __init__(self, hr: torch.Tensor, deep: bool):
+        self.deep = deep
+        if hr.device.type == "cuda":
+            q = quantize(hr, deep)
+            self.host = torch.empty(q.shape, dtype=q.dtype, pin_memory=True)
+            self.host.copy_(q, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host, self.event = hr.detach(), None
+
+    def numpy(self) -> np.ndarray:
+        """(B, H, W, 3) uint8, or uint16 for deep."""
+        if self.event is not None:
+            self.event.synchronize()
+            out = self.host.numpy()
+        else:
+            x = np.clip(self.host.float().numpy(), -1, 1) + np.float32(1.0)
+            x *= np.float32(32767.5 if self.deep else 127.5)
+            out = np.rint(x).astype(np.int32 if self.deep else np.uint8).transpose(0, 2, 3, 1)
+        return out.astype(np.uint16) if self.deep else out
+
+
+class _ModelClock:
+    """Time spent in the model: wall time on a CPU; on CUDA the device time between events around each batch
+    (launches return before the work is done), read once at the end."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.seconds = 0.0
+        self.pairs: list = []
+
+    def __enter__(self):
+        if self.cuda:
+            self._a = torch.cuda.Event(enable_timing=True)
+            self._a.record()
+        else:
+            self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            b = torch.cuda.Event(enable_timing=True)
+            b.record()
+            self.pairs.append((self._a, b))
+        else:
+            self.seconds += time.perf_counter() - self._t
+        return False
+
+    def total(self) -> float:
+        if self.cuda and self.pairs:
+            self.pairs[-1][1].synchronize()
+            self.seconds = sum(a.elapsed_time(b) for a, b in self.pairs) / 1000.0
+            self.pairs = []
+        return self.seconds
+
+
+def io_threads() -> int:
+    """Decoder and encoder threads each: half the CPUs this process computes with (torch's intra-op threads,
+    set from --threads or the CPUs a Ray actor holds), at least one, so decoding and encoding beside the model
+    do not oversubscribe the cores."""
+    return max(1, torch.get_num_threads() // 2)
+
+
+QUEUE_BATCHES = 2  # batches decoded ahead of the model, and batches waiting for the encoder
+
+
 def process_segment(
     video_path: str,
     start: int,
@@ -192,39 +329,69 @@ def process_segment(
     progress: Optional[Callable[[int], None]] = None,
 ) -> SegmentResult:
     """Up-scale frames [start, stop) into a video-only file at out_path (temporary name, renamed on success).
-    Frames [start - context, start) of the same shot are decoded only to warm the temporal state."""
+
+    Three stages overlap: a decode thread fills model batches (`Plan.batch_of`: the same batches whatever the
+    split, so a segment's frames equal an uninterrupted run's bit for bit), this thread runs TemporalUPSR on them,
+    and an encode thread quantizes and writes the frames; queues of QUEUE_BATCHES batches bound memory. Frames
+    [start - context, start) of the same shot warm the temporal state; the batches at the segment's edges are
+    computed whole and only their frames in [start, stop) are written."""
+    from fractions import Fraction
+
+    from .overlap import Drain, Prefetch
     from .video import VideoWriter, iter_frames, probe
 
     t0 = time.perf_counter()
     opts = plan.options
     depth = probe(video_path, opts.fps).bit_depth  # > 8: decoded as uint16 and written at 10 bits by default
+    deep = depth > 8
     pix_fmt = output_pix_fmt(opts.pix_fmt, opts.codec, depth)
     topts = TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed)
     tiles = auto_tiles(pipe, opts, plan.out_size)
     runner = TemporalUPSR(pipe, topts, plan.out_size, plan.start_step, tiles)
-    first = max(plan.shot_start(start), start - topts.context)
+    bs = resolve_batch_size(opts.batch_size, str(pipe.device))
+    first = plan.batch_of(max(plan.shot_start(start), start - topts.context), bs)[0]
+    emit_from = plan.batch_of(start, bs)[0]  # batches computed whole: the same frames denoised together
+    last = plan.batch_of(stop - 1, bs)[1]
+    threads = io_threads()
     cw, ch = plan.geometry.canvas
-    model_s = 0.0
-    n = 0
-    tb = plan.time_base
-    from fractions import Fraction
+    clock = _ModelClock(pipe.device)
+    written = [0]
+
+    def batches():
+        """Decoded frames regrouped into model batches, as tensors on the model's device."""
+        buf, idx = [], []
+        for frames, indices in iter_frames(video_path, first, last, batch_size=bs, fps=opts.fps, deep=True,
+                                           threads=threads):
+            for f, i in zip(frames, indices):
+                buf.append(f)
+                idx.append(i)
+                if i + 1 == plan.batch_of(i, bs)[1]:
+                    yield frames_to_tensor(np.stack(buf), pipe.device), idx
+                    buf, idx = [], []
+        if buf:
+            raise UpscaleError(f"decoded frames {idx[0]}..{idx[-1]} do not complete a batch")
+
+    def encode(item) -> None:
+        staged, indices = item
+        out = staged.numpy()
+        for frame, i in zip(out, indices):
+            writer.write(place(frame, plan.geometry), plan.pts[i])
+            written[0] += 1
+            if progress:
+                progress(1)
 
     amp = autocast_for(str(pipe.device), opts.precision)
-    with amp, VideoWriter(out_path, cw, ch, Fraction(*tb), codec=opts.codec, crf=opts.crf, preset=opts.preset,
-                     pix_fmt=pix_fmt, colour=plan.colour) as writer:
-        for frames, indices in iter_frames(video_path, first, stop, batch_size=opts.batch_size, fps=opts.fps,
-                                           deep=True):
-            for frame, idx in zip(frames, indices):
-                emit = idx >= start
-                tm = time.perf_counter()
-                hr = runner.push(idx, to_tensor(frame, pipe.device), plan.shot_start(idx), emit=emit)
-                model_s += time.perf_counter() - tm
-                if emit:
-                    out = to_uint16(hr) if frame.dtype == np.uint16 else to_uint8(hr)
-                    writer.write(place(out, plan.geometry), plan.pts[idx])
-                    n += 1
-                    if progress:
-                        progress(1)
-    if n != stop - start:
-        raise UpscaleError(f"decoded {n} frames for range [{start}, {stop}), expected {stop - start}")
-    return SegmentResult(out_path, start, stop, n, time.perf_counter() - t0, model_s)
+    with VideoWriter(out_path, cw, ch, Fraction(*plan.time_base), codec=opts.codec, crf=opts.crf,
+                     preset=opts.preset, pix_fmt=pix_fmt, colour=plan.colour, threads=threads) as writer:
+        with Prefetch(batches(), QUEUE_BATCHES, "decode") as source, Drain(encode, QUEUE_BATCHES, "encode") as sink:
+            for lrs, indices in source:
+                with amp, clock:
+                    hrs = runner.push_batch(indices, lrs, [plan.shot_start(i) for i in indices],
+                                            [i >= emit_from for i in indices])
+                keep = [k for k, i in enumerate(indices) if start <= i < stop]
+                if keep:
+                    hr = torch.cat([hrs[k] for k in keep])
+                    sink.put((_Staged(hr, deep), [indices[k] for k in keep]))
+        if written[0] != stop - start:  # inside the writer: a short part is never renamed into place
+            raise UpscaleError(f"decoded {written[0]} frames for range [{start}, {stop}), expected {stop - start}")
+    return SegmentResult(out_path, start, stop, written[0], time.perf_counter() - t0, clock.total())

@@ -60,21 +60,29 @@ def tiled_apply(
     tile: int,
     overlap: int,
     align: int = 1,
+    batch: int = 1,
 ) -> Tensor:
     """Apply a same-size map `fn` (NCHW -> NC'HW) tile by tile and blend the overlaps smoothly.
 
     `tile` must be a multiple of `align` (e.g. the network's spatial multiple); the frame must be at least one
-    tile large or smaller than a tile in which case it is processed whole."""
+    tile large or smaller than a tile in which case it is processed whole. `batch` tiles go through `fn` in one
+    call (stacked along the batch axis: `batch` x N images), which keeps a GPU busy on a single frame; memory
+    grows with it."""
     n, _, h, w = x.shape
     th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, overlap, align), tile_starts(w, tw, overlap, align)
     if len(ys) == 1 and len(xs) == 1:
         return fn(x)
+    cells = [(yi, xi) for yi in range(len(ys)) for xi in range(len(xs))]
+    batch = max(1, int(batch))
     out = None
     acc = torch.zeros((1, 1, h, w), device=x.device, dtype=torch.float32)
-    for yi, y in enumerate(ys):
-        for xi, x0 in enumerate(xs):
-            res = fn(x[..., y : y + th, x0 : x0 + tw]).float()
+    for g in range(0, len(cells), batch):
+        group = cells[g : g + batch]
+        res_all = fn(torch.cat([x[..., ys[yi] : ys[yi] + th, xs[xi] : xs[xi] + tw] for yi, xi in group])).float()
+        for j, (yi, xi) in enumerate(group):
+            y, x0 = ys[yi], xs[xi]
+            res = res_all[j * n : (j + 1) * n]
             if out is None:
                 out = torch.zeros((n, res.shape[1], h, w), device=x.device, dtype=torch.float32)
             # overlap actually shared with the neighbour (the last tile can overlap more than `overlap`)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 
-from .checkpoint import CheckpointError, load_pipeline
-from .process import Plan, autocast_for, UpscaleError, UpscaleOptions, make_plan, process_segment, resolve_device
+from .checkpoint import CheckpointError
+from .process import (Plan, UpscaleError, UpscaleOptions, autocast_for, load_for_run, make_plan, process_segment,
+                      resolve_batch_size, resolve_device)
 
 
 @dataclass
@@ -99,15 +100,18 @@ def cuts_of_frames(frames, threshold: Optional[float] = None) -> list[int]:
     return cuts
 
 
-def detect_cuts(video_path: str, threshold: Optional[float] = None, batch_size: int = 16, fps=None) -> list[int]:
-    """Shot starts of the whole video (0 included), from one streamed pass over its frames."""
-    from .video import iter_frames
+def detect_cuts(video_path: str, threshold: Optional[float] = None, fps=None, threads: int = 0) -> list[int]:
+    """Shot starts of the whole video (0 included), from one cheap pass: every frame is decoded and scaled to
+    64x36 by the decoder's converter (`iter_thumbnails`); no full-size frame is converted, so this costs a
+    fraction of the decode the up-scaling itself does."""
+    from .video.reader import iter_thumbnails
 
-    frames = iter_frames(video_path, 0, None, batch_size=batch_size, fps=fps)
-    return cuts_of_frames((f for batch, _ in frames for f in batch), threshold)
+    return cuts_of_frames(iter_thumbnails(video_path, (64, 36), fps=fps, threads=threads), threshold)
 
 
-def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[list[int]] = None) -> Prepared:
+def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[list[int]] = None,
+            threads: int = 0) -> Prepared:
+    """Probe, plan and (when not given) scene cuts of one video; `threads`: decoder threads of the cut pass."""
     from .checkpoint import read_checkpoint
     from .video import VideoError, probe
 
@@ -130,7 +134,8 @@ def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[lis
             raise UpscaleError(str(e)) from None
     make_plan(info, spec, opts, [0])  # a bad target or --steps fails before the pass over the frames
     if cuts is None:
-        cuts = detect_cuts(input_path, opts.scene_threshold, fps=opts.fps) if opts.temporal == "shared" else [0]
+        cuts = detect_cuts(input_path, opts.scene_threshold, fps=opts.fps, threads=threads) \
+            if opts.temporal == "shared" else [0]
     return Prepared(info, make_plan(info, spec, opts, cuts), spec)
 
 
@@ -167,6 +172,7 @@ def upscale_video(
         torch.set_num_threads(opts.threads)
     device = resolve_device(opts.device)
     autocast_for(device, opts.precision)  # reject fp16 on CPU before any work
+    resolve_batch_size(opts.batch_size, device)
     check_streams(input_path, out, opts)
     work = work_dir_for(out)
     fresh = not work.exists()
@@ -195,7 +201,7 @@ def upscale_video(
                 and part_frames(parts[r.idx]) == r.stop - r.start}
         _clean_leftovers(out, work, keep={parts[i].name for i in done})
         try:
-            spec, pipe = load_pipeline(opts.checkpoint, device=device)
+            spec, pipe = load_for_run(opts.checkpoint, device, opts.compile)
         except CheckpointError as e:
             raise UpscaleError(str(e)) from None
         if on_start:

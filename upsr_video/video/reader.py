@@ -16,6 +16,7 @@ Fewer decodable frames than `probe` counted raise VideoError: frames are never d
 from __future__ import annotations
 
 import os
+import threading
 from typing import Iterator, Optional
 
 import av
@@ -31,12 +32,13 @@ Batch = tuple[np.ndarray, list[int]]
 
 
 def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: int = 8,
-                backend: str = "auto", fps=None, deep: bool = False) -> Iterator[Batch]:
+                backend: str = "auto", fps=None, deep: bool = False, threads: int = 0) -> Iterator[Batch]:
     """Yield (frames, indices) for frames [start, stop) of `path`: frames a uint8 array (B, H, W, 3) RGB, upright,
     indices the frame numbers (presentation order, matching `probe(path).pts`). stop=None or past the end means
     the end. backend: 'auto' (decord where it is exact, else PyAV), 'decord' or 'pyav'. fps: as for `probe` (a
     stream with missing or all-equal timestamps). deep: frames of a source with more than 8 bits per sample come
-    as uint16 RGB (0..65535, the source's levels scaled, no tone mapping) instead of uint8."""
+    as uint16 RGB (0..65535, the source's levels scaled, no tone mapping) instead of uint8. threads: decoder
+    threads (0: the library's choice, all cores)."""
     p = os.fspath(path)
     info = probe(p, fps)
     n = info.num_frames
@@ -54,7 +56,7 @@ def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: in
     use_decord = not deep and (backend == "decord" or (backend == "auto" and decord_is_exact(info)))
     pos = start
     if use_decord:
-        for frames, idx in _iter_decord(p, info, start, stop, batch_size):
+        for frames, idx in _iter_decord(p, info, start, stop, batch_size, threads):
             if frames is None:  # decord gave up at idx[0]: PyAV carries on from there
                 pos = idx[0]
                 break
@@ -62,7 +64,7 @@ def iter_frames(path, start: int = 0, stop: Optional[int] = None, batch_size: in
             pos = idx[-1] + 1
         else:
             return
-    yield from _iter_pyav(p, info, pos, stop, batch_size, deep)
+    yield from _iter_pyav(p, info, pos, stop, batch_size, deep, threads)
 
 
 def decord_is_exact(info: VideoInfo) -> bool:
@@ -77,13 +79,36 @@ def decord_is_exact(info: VideoInfo) -> bool:
     return KR_KB.get(matrix) == KR_KB.get(c.matrix) and rng == c.range
 
 
-def _iter_decord(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Iterator:
+_DECORD_CACHE: dict = {}  # (path, size, mtime, threads) -> an open VideoReader not in use by anyone
+_DECORD_LOCK = threading.Lock()
+
+
+def _checkout_decord(p: str, threads: int):
+    """An open decord reader of `p`: the one a previous range of this process left, else a new one. Opening
+    indexes the whole file, so a worker that decodes many ranges of one video opens it once. A reader is
+    used by one caller at a time (taken out of the cache while in use); the cache holds one video."""
+    import decord
+
+    st = os.stat(p)
+    key = (p, st.st_size, st.st_mtime_ns, int(threads))
+    with _DECORD_LOCK:
+        vr = _DECORD_CACHE.pop(key, None)
+    if vr is None:
+        decord.logging.set_level(decord.logging.QUIET)
+        vr = decord.VideoReader(p, ctx=decord.cpu(0), num_threads=int(threads))
+    return key, vr
+
+
+def _checkin_decord(key, vr) -> None:
+    with _DECORD_LOCK:
+        _DECORD_CACHE.clear()
+        _DECORD_CACHE[key] = vr
+
+
+def _iter_decord(p: str, info: VideoInfo, start: int, stop: int, bs: int, threads: int = 0) -> Iterator:
     """decord batches; a final (None, [i]) means: decord failed from frame i on."""
     try:
-        import decord
-
-        decord.logging.set_level(decord.logging.QUIET)
-        vr = decord.VideoReader(p, ctx=decord.cpu(0), num_threads=0)
+        key, vr = _checkout_decord(p, threads)
         ok = len(vr) == info.num_frames
     except Exception:
         ok = False
@@ -91,21 +116,29 @@ def _iter_decord(p: str, info: VideoInfo, start: int, stop: int, bs: int) -> Ite
         yield None, [start]
         return
     shape = (info.height, info.width, 3)
-    for a in range(start, stop, bs):
-        idx = list(range(a, min(a + bs, stop)))
-        try:
-            frames = vr.get_batch(idx).asnumpy()
-        except Exception:
-            frames = None
-        if frames is None or frames.shape[1:] != shape or frames.dtype != np.uint8:
-            yield None, [a]
-            return
-        yield frames, idx
+    failed = False
+    try:
+        for a in range(start, stop, bs):
+            idx = list(range(a, min(a + bs, stop)))
+            try:
+                frames = vr.get_batch(idx).asnumpy()
+            except Exception:
+                frames = None
+            if frames is None or frames.shape[1:] != shape or frames.dtype != np.uint8:
+                failed = True  # a reader that failed is not kept
+                yield None, [a]
+                return
+            yield frames, idx
+    finally:
+        if not failed:
+            _checkin_decord(key, vr)
 
 
-def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int, deep: bool = False) -> Iterator[Batch]:
+def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int, deep: bool = False,
+               threads: int = 0) -> Iterator[Batch]:
     """PyAV batches: decoded frames (deinterlaced when the stream is interlaced) converted to RGB."""
-    frames = _deinterlaced(p, info, start, stop) if info.interlaced else _pyav_frames(p, info, start, stop)
+    frames = _deinterlaced(p, info, start, stop, threads) if info.interlaced else \
+        _pyav_frames(p, info, start, stop, threads)
     buf: list[np.ndarray] = []
     idx: list[int] = []
     for frame, i in frames:
@@ -118,7 +151,8 @@ def _iter_pyav(p: str, info: VideoInfo, start: int, stop: int, bs: int, deep: bo
         yield _upright(np.stack(buf), info.rotation), idx
 
 
-def _pyav_frames(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tuple["av.VideoFrame", int]]:
+def _pyav_frames(p: str, info: VideoInfo, start: int, stop: int,
+                 threads: int = 0) -> Iterator[tuple["av.VideoFrame", int]]:
     """Decoded frames [start, stop) with their indices, decoding from the keyframe before `start`; frames are
     identified by their timestamps (by decode order where the timestamps were replaced)."""
     if start >= stop:
@@ -131,6 +165,7 @@ def _pyav_frames(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tup
             with av.open(p, metadata_errors="ignore") as c:
                 v = c.streams[info.stream_index]
                 v.thread_type = "AUTO"
+                v.codec_context.thread_count = int(threads)
                 seek = attempt == "seek" and start > 0 and info.seekable
                 if attempt == "seek" and not seek:
                     attempt = "from_start"
@@ -173,6 +208,18 @@ def _pyav_frames(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tup
     raise VideoError(f"{p}: cannot position the decoder at frame {start}")
 
 
+def iter_thumbnails(path, size: tuple[int, int] = (64, 36), fps=None, threads: int = 0) -> Iterator[np.ndarray]:
+    """Every frame of `path` in presentation order as a small uint8 RGB picture (size = (W, H)), scaled by the
+    decoder's converter straight from the decoded picture: the cheap pass scene-cut detection needs (no
+    full-size RGB frame is made; not rotated or deinterlaced, which cut scores do not need). Raises VideoError
+    like `iter_frames` when frames are missing."""
+    p = os.fspath(path)
+    info = probe(p, fps)
+    w, h = int(size[0]), int(size[1])
+    for frame, _ in _pyav_frames(p, info, 0, info.num_frames, threads):
+        yield frame.reformat(width=w, height=h, format="rgb24", interpolation=Interpolation.AREA).to_ndarray()
+
+
 def deinterlace_filter() -> str:
     """FFmpeg's bwdif where this build has it, else yadif."""
     from av.filter import filters_available
@@ -180,7 +227,8 @@ def deinterlace_filter() -> str:
     return "bwdif" if "bwdif" in filters_available else "yadif"
 
 
-def _deinterlaced(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tuple["av.VideoFrame", int]]:
+def _deinterlaced(p: str, info: VideoInfo, start: int, stop: int,
+                  threads: int = 0) -> Iterator[tuple["av.VideoFrame", int]]:
     """Frames [start, stop) deinterlaced one frame per frame (bwdif/yadif, mode send_frame). Each output frame
     depends on the frames before and after it only, so frames start-1 and stop are decoded too: a range gives
     exactly the frames of a whole pass. Parity: each frame's own flag where the frames are flagged, else the
@@ -207,7 +255,7 @@ def _deinterlaced(p: str, info: VideoInfo, start: int, stop: int) -> Iterator[tu
             if start <= i < stop:
                 yield out, i
 
-    for frame, i in _pyav_frames(p, info, a, b):
+    for frame, i in _pyav_frames(p, info, a, b, threads):
         if graph is None:
             graph = av.filter.Graph()
             src = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,

@@ -7,7 +7,8 @@ difference sees a cut between shots with similar colours. A frame starts a shot 
 `threshold` and is at least `ratio` times the mean score of the shot's recent frames (fast motion raises the
 bar), and not within `min_gap` frames of the previous cut (a flash is one cut, not two).
 
-Measured on 64x36 frames (the size `upscale.detect_cuts` passes), decoded by `iter_frames`: bikes.mp4 is an
+Measured on 64x36 frames (the size `upscale.detect_cuts` uses; it has the decoder scale every frame straight to
+it, `reader.iter_thumbnails`, and finds the same cuts on these clips), decoded by `iter_frames`: bikes.mp4 is an
 edit of five shots, its cuts (frames 30, 76, 137, 187, 242) score 0.30-0.62 and its within-shot frames at
 most 0.11; cockatoo.mp4 (one hand-held shot with fast head moves) scores at most 0.17, realshort.mp4 at most
 0.04; a cut between any two of the three clips scores 0.32-0.53. The default threshold 0.22 finds exactly the
