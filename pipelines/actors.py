@@ -67,11 +67,12 @@ def _log(kind: str, video: str, start, stop, t0: float, t1: float) -> None:
 class UpscaleWorker:
     """Holds one UPSRPipeline. Created through `make_workers` (resources and restart policy)."""
 
-    def __init__(self, checkpoint: Optional[str], device: str = "auto", threads: int = 0):
+    def __init__(self, checkpoint: Optional[str], device: str = "auto", threads: int = 0, compile: bool = False):
+        """threads: torch intra-op threads; 0: the CPUs Ray assigned to this actor (its decoder and encoder
+        threads are derived from the same number, see process.io_threads)."""
         import torch
 
-        from upsr_video.checkpoint import load_pipeline
-        from upsr_video.process import resolve_device
+        from upsr_video.process import load_for_run, resolve_device
 
         if device.startswith("cuda:"):
             device = "cuda"  # Ray exposes the actor's GPU as the only visible one
@@ -84,7 +85,7 @@ class UpscaleWorker:
         torch.set_num_threads(max(1, threads))
         self.threads = torch.get_num_threads()
         t0, w0 = time.perf_counter(), time.time()
-        self.spec, self.pipe = load_pipeline(checkpoint, device=self.device)
+        self.spec, self.pipe = load_for_run(checkpoint, self.device, compile)
         self.load_seconds = time.perf_counter() - t0
         _log("load", "", "", "", w0, time.time())
         self.segments_done = 0
@@ -148,13 +149,26 @@ def use_gpus(device: str) -> bool:
     return device != "cpu" and gpus > 0
 
 
+def gpu_actor_cpus() -> int:
+    """CPUs each GPU actor holds: the fewest CPUs per GPU over the alive GPU nodes (at least 1), so one actor per
+    GPU fits on every node and, together, their torch, decoder and encoder threads use the node's cores without
+    oversubscribing them."""
+    try:
+        per = [int(n["Resources"].get("CPU", 0)) // int(n["Resources"]["GPU"]) for n in ray.nodes()
+               if n.get("Alive") and int(n.get("Resources", {}).get("GPU", 0)) > 0]
+    except Exception:  # Ray not initialised
+        per = []
+    return max(1, min(per)) if per else 1
+
+
 def actor_options(device: str = "auto", max_restarts: int = MAX_RESTARTS,
                   max_task_retries: int = MAX_TASK_RETRIES) -> tuple[dict, str]:
-    """Ray options of one UpscaleWorker and the torch device it runs on: one GPU each when the cluster has GPUs
-    (and --device allows), else one CPU each; always restartable with retried calls."""
+    """Ray options of one UpscaleWorker and the torch device it runs on: one GPU and its node's share of CPUs
+    (gpu_actor_cpus) each when the cluster has GPUs (and --device allows), else one CPU each; always restartable
+    with retried calls."""
     gpu = use_gpus(device)
-    opts = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_restarts": int(max_restarts),
-            "max_task_retries": int(max_task_retries)}
+    opts = {"num_cpus": gpu_actor_cpus() if gpu else 1, "num_gpus": 1 if gpu else 0,
+            "max_restarts": int(max_restarts), "max_task_retries": int(max_task_retries)}
     env = forwarded_env()
     if env:
         opts["runtime_env"] = {"env_vars": env}
@@ -162,9 +176,10 @@ def actor_options(device: str = "auto", max_restarts: int = MAX_RESTARTS,
 
 
 def make_workers(n: int, checkpoint: Optional[str], device: str = "auto", threads: int = 0,
-                 max_restarts: int = MAX_RESTARTS, max_task_retries: int = MAX_TASK_RETRIES) -> list:
-    """n actors (see actor_options), one torch thread each on CPU unless `threads` says otherwise. A worker that
-    dies is restarted (model reloaded) and its in-flight call retried by Ray, up to the given counts."""
+                 max_restarts: int = MAX_RESTARTS, max_task_retries: int = MAX_TASK_RETRIES,
+                 compile: bool = False) -> list:
+    """n actors (see actor_options); torch threads from the CPUs each holds unless `threads` says otherwise. A
+    worker that dies is restarted (model reloaded) and its in-flight call retried by Ray, up to the given counts."""
     opts, dev = actor_options(device, max_restarts, max_task_retries)
     cls = ray.remote(UpscaleWorker)
-    return [cls.options(**opts).remote(checkpoint, dev, threads) for _ in range(n)]
+    return [cls.options(**opts).remote(checkpoint, dev, threads, compile) for _ in range(n)]

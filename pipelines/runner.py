@@ -18,6 +18,8 @@ import socket
 import sys
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +33,10 @@ from upsr_video.segments import Segment, default_segment_frames, make_segments
 from .actors import cluster_cpus, cluster_gpus, make_workers, one_line, use_gpus
 
 OBJECT_STORE_BYTES = 96 * 1024 * 1024  # plans and descriptors only: frames never go through the store
+
+PREPARE_THREADS = 2  # videos probed and scanned for cuts at once, beside the scheduling loop
+PREPARE_DECODE_THREADS = 1  # decoder threads of each preparation: the actors own the cores
+POLL_S = 0.05  # while preparations run, how often the loop looks at them
 
 ACTIVE, QUEUED, COMPLETE, FAILED_JOB, SKIPPED = "active", "queued", "complete", "failed", "skipped"
 
@@ -175,7 +181,8 @@ class Engine:
                 self.spec, _ = read_checkpoint(self.opts.checkpoint or default_checkpoint_path())
             except CheckpointError as e:
                 raise UpscaleError(str(e)) from None
-        self.actors = make_workers(self.workers, self.opts.checkpoint, self.opts.device, self.opts.threads)
+        self.actors = make_workers(self.workers, self.opts.checkpoint, self.opts.device, self.opts.threads,
+                                   compile=self.opts.compile)
 
     def stop(self) -> None:
         import ray
@@ -188,19 +195,28 @@ class Engine:
         self.actors = []
 
     # .. one video's preparation ..
-    def _activate(self, job: VideoJob) -> list[Segment]:
-        """Prepare a job: probe/plan (cuts and split reused from the manifest), find finished parts. Returns
-        the segments still to compute; raises on a bad input."""
-        import ray
-
-        from upsr_video.upscale import check_streams, prepare
-
+    def _begin(self, job: VideoJob) -> Optional[list[int]]:
+        """Scheduling thread: count the attempt; the scene cuts the manifest already has (None: detect them)."""
         rec = self.manifest.video(job.key)
         job.attempts = self.manifest.begin_attempt(job.key)
         job.t0 = job.t0 or time.perf_counter()
-        cuts = rec.cuts if rec and rec.cuts is not None and rec.frames is not None else None
+        return rec.cuts if rec and rec.cuts is not None and rec.frames is not None else None
+
+    def _prepare(self, job: VideoJob, cuts: Optional[list[int]]):
+        """Preparation thread: the streams check, probe, scene cuts and plan (seconds of decoding for a long
+        video); no manifest or Ray calls, so the scheduling thread keeps feeding the actors meanwhile."""
+        from upsr_video.upscale import check_streams, prepare
+
         check_streams(job.input, job.output, self.opts, warn=False)  # a stream the container cannot hold: fail early
-        job.prep = prepare(job.input, self.opts, spec=self.spec, cuts=cuts)
+        return prepare(job.input, self.opts, spec=self.spec, cuts=cuts, threads=PREPARE_DECODE_THREADS)
+
+    def _activate(self, job: VideoJob, prep) -> list[Segment]:
+        """Scheduling thread: split (reused from the manifest), find finished parts, put the plan in the object
+        store. Returns the segments still to compute; raises on a bad input."""
+        import ray
+
+        rec = self.manifest.video(job.key)
+        job.prep = prep
         n = int(job.prep.info.num_frames)
         if n <= 0:
             raise UpscaleError(f"{job.input}: no video frames")
@@ -293,39 +309,58 @@ class Engine:
         if self.replacements >= 2 * max(1, self.workers):
             return None
         self.replacements += 1
-        new = make_workers(1, self.opts.checkpoint, self.opts.device, self.opts.threads)[0]
+        new = make_workers(1, self.opts.checkpoint, self.opts.device, self.opts.threads,
+                           compile=self.opts.compile)[0]
         self.actors.append(new)
         return new
 
     # .. the scheduling loop ..
     def run(self, jobs: list[VideoJob]) -> list[VideoJob]:
+        """Feed the actors segment after segment while a small pool of threads prepares the next videos (probe,
+        scene cuts), so no actor waits for a new video's preparation."""
+        with ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="prepare") as pool:
+            try:
+                return self._run(jobs, pool)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, jobs: list[VideoJob], pool: ThreadPoolExecutor) -> list[VideoJob]:
         import ray
         from ray.exceptions import RayActorError, RayError
 
         todo: deque[VideoJob] = deque(j for j in jobs if j.state == QUEUED)
         queue: deque[tuple[VideoJob, Segment]] = deque()
         inflight: dict = {}
+        preparing: dict[Future, VideoJob] = {}
         idle = deque(self.actors)
         lookahead = 2 * max(1, len(self.actors))
 
-        def queue_segments(job: VideoJob, segs: list[Segment]) -> None:
-            for s in segs:
-                queue.append((job, s))
-
-        def activate(job: VideoJob) -> None:
+        def start_preparing(job: VideoJob) -> None:
             try:
-                segs = self._activate(job)
+                cuts = self._begin(job)
+            except Exception as e:
+                job.state = QUEUED
+                self._fail(job, one_line(e), lambda: todo.append(job))
+                return
+            preparing[pool.submit(self._prepare, job, cuts)] = job
+
+        def prepared(fut: Future, job: VideoJob) -> None:
+            try:
+                segs = self._activate(job, fut.result())
             except Exception as e:  # bad input: a fact about this video, never a stop for the others
                 job.state = QUEUED
                 self._fail(job, one_line(e), lambda: todo.append(job))
                 return
             if not segs and len(job.parts) == len(job.segments):
                 self._finalize(job)
-            queue_segments(job, segs)
+            for s in segs:
+                queue.append((job, s))
 
         while True:
-            while todo and len(queue) < lookahead:
-                activate(todo.popleft())
+            while todo and len(queue) < lookahead and len(preparing) < PREPARE_THREADS:
+                start_preparing(todo.popleft())
+            for fut in [f for f in preparing if f.done()]:
+                prepared(fut, preparing.pop(fut))
             while idle and queue:
                 job, seg = queue.popleft()
                 if job.state != ACTIVE or seg.index in job.parts or seg.index in job.inflight:
@@ -337,6 +372,9 @@ class Engine:
                 job.inflight.add(seg.index)
                 self.max_videos_in_flight = max(self.max_videos_in_flight, len({id(v[1]) for v in inflight.values()}))
             if not inflight:
+                if preparing:
+                    wait_futures(list(preparing), return_when=FIRST_COMPLETED)
+                    continue
                 if not todo and not queue:
                     break
                 if not idle:
@@ -344,7 +382,8 @@ class Engine:
                         raise UpscaleError("all Ray workers died and could not be replaced")
                     idle.extend(self.actors)
                 continue
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+            # with preparations running, look back at them often; otherwise wait for an actor
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S if preparing else None)
             for ref in ready:
                 actor, job, seg, t_sub, attempt = inflight.pop(ref)
                 job.inflight.discard(seg.index)

@@ -209,6 +209,13 @@ def test_actor_options_one_gpu_each_or_cpu_and_restartable(monkeypatch):
 
     monkeypatch.setenv("UPSR_SOMETHING", "1")
     monkeypatch.setattr(actors, "cluster_gpus", lambda: 2)
+    # one node with 16 CPUs and 2 GPUs, one CPU-only node: each GPU actor holds 8 CPUs (its torch, decoder and
+    # encoder threads come from them); without Ray's node list, 1
+    monkeypatch.setattr(actors.ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
+                                                      {"Alive": True, "Resources": {"CPU": 4.0}}])
+    opts, dev = actor_options("auto")
+    assert (opts["num_gpus"], opts["num_cpus"], dev) == (1, 8, "auto")
+    monkeypatch.setattr(actors.ray, "nodes", lambda: [])
     opts, dev = actor_options("auto")
     assert (opts["num_gpus"], opts["num_cpus"], dev) == (1, 1, "auto")
     assert opts["max_restarts"] == MAX_RESTARTS >= 1 and opts["max_task_retries"] == MAX_TASK_RETRIES >= 1
