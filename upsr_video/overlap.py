@@ -79,31 +79,41 @@ class Prefetch(Generic[T]):
 
 
 class Drain(Generic[T]):
-    """Call `sink(item)` on a thread for every item `put`, at most `depth` items waiting. `close` waits for the
-    last item and raises the thread's exception if it had one; leaving the `with` block on an exception
-    abandons the items still waiting."""
+    """Call `sink(item)` on a thread for every item `put`, at most `depth` items waiting. After `end`, the thread
+    handles what is left, then calls `finish()` (e.g. flush and rename a file) while the caller moves on; `join`
+    waits for it and raises the thread's exception if it had one. `abort` (also on leaving the `with` block on an
+    exception) stops the thread without handling what waits and calls `abandon()` unless `finish` completed."""
 
-    def __init__(self, sink: Callable[[T], None], depth: int = 2, name: str = "drain"):
-        self._sink = sink
+    def __init__(self, sink: Callable[[T], None], depth: int = 2, name: str = "drain",
+                 finish: Callable[[], None] | None = None, abandon: Callable[[], None] | None = None):
+        self._sink, self._finish, self._abandon = sink, finish, abandon
         self._q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._error: BaseException | None = None
+        self._finished = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                kind, value = self._q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-            if kind == _END:
-                return
-            try:
+        try:
+            while not self._stop.is_set():
+                try:
+                    kind, value = self._q.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if kind == _END:
+                    if self._finish is not None:
+                        self._finish()
+                    self._finished = True
+                    return
                 self._sink(value)
-            except BaseException as e:  # noqa: BLE001 - raised again in the producing thread
-                self._error = e
-                return
+        except BaseException as e:  # noqa: BLE001 - raised again in the producing thread
+            self._error = e
+        if not self._finished and self._abandon is not None:
+            try:
+                self._abandon()
+            except Exception:
+                pass
 
     def _check(self) -> None:
         if self._error is not None:
@@ -120,16 +130,23 @@ class Drain(Generic[T]):
             except queue.Full:
                 continue
 
-    def close(self) -> None:
-        """Wait until every item put has been handled; raise the thread's exception, if any."""
+    def end(self) -> None:
+        """No more items: the thread handles those waiting, then finishes, while the caller goes on."""
         while self._thread.is_alive():
             try:
                 self._q.put((_END, None), timeout=_POLL_S)
-                break
+                return
             except queue.Full:
                 continue
+
+    def join(self) -> None:
+        """Wait for the thread; raise its exception, if any."""
         self._thread.join()
         self._check()
+
+    def close(self) -> None:
+        self.end()
+        self.join()
 
     def abort(self) -> None:
         self._stop.set()

@@ -319,6 +319,21 @@ def io_threads() -> int:
 QUEUE_BATCHES = 2  # batches decoded ahead of the model, and batches waiting for the encoder
 
 
+class SegmentJob:
+    """A segment whose frames are all computed and whose encoder is finishing on its own thread (the encoder's
+    lookahead holds the last frames until the end: tens of frames at x264's default presets). `result()` waits
+    until the part is in place."""
+
+    def __init__(self, sink, start: int, stop: int, out_path: str, t0: float, clock: "_ModelClock", written: list):
+        self._sink, self.start, self.stop, self.out_path = sink, start, stop, out_path
+        self._t0, self._clock, self._written = t0, clock, written
+
+    def result(self) -> SegmentResult:
+        self._sink.join()
+        return SegmentResult(self.out_path, self.start, self.stop, self._written[0],
+                             time.perf_counter() - self._t0, self._clock.total())
+
+
 def process_segment(
     video_path: str,
     start: int,
@@ -328,13 +343,27 @@ def process_segment(
     out_path: str,
     progress: Optional[Callable[[int], None]] = None,
 ) -> SegmentResult:
-    """Up-scale frames [start, stop) into a video-only file at out_path (temporary name, renamed on success).
+    """Up-scale frames [start, stop) into a video-only file at out_path (temporary name, renamed on success)."""
+    return start_segment(video_path, start, stop, plan, pipe, out_path, progress).result()
+
+
+def start_segment(
+    video_path: str,
+    start: int,
+    stop: int,
+    plan: Plan,
+    pipe: UPSRPipeline,
+    out_path: str,
+    progress: Optional[Callable[[int], None]] = None,
+) -> SegmentJob:
+    """Compute frames [start, stop) and return while the encoder finishes the part (`SegmentJob.result()`), so a
+    driver can start the next segment's model work meanwhile.
 
     Three stages overlap: a decode thread fills model batches (`Plan.batch_of`: the same batches whatever the
     split, so a segment's frames equal an uninterrupted run's bit for bit), this thread runs TemporalUPSR on them,
-    and an encode thread quantizes and writes the frames; queues of QUEUE_BATCHES batches bound memory. Frames
-    [start - context, start) of the same shot warm the temporal state; the batches at the segment's edges are
-    computed whole and only their frames in [start, stop) are written."""
+    and an encode thread quantizes and writes the frames, then flushes and renames the part; queues of
+    QUEUE_BATCHES batches bound memory. Frames [start - context, start) of the same shot warm the temporal state;
+    the batches at the segment's edges are computed whole and only their frames in [start, stop) are written."""
     from fractions import Fraction
 
     from .overlap import Drain, Prefetch
@@ -373,17 +402,23 @@ def process_segment(
 
     def encode(item) -> None:
         staged, indices = item
-        out = staged.numpy()
-        for frame, i in zip(out, indices):
+        for frame, i in zip(staged.numpy(), indices):
             writer.write(place(frame, plan.geometry), plan.pts[i])
             written[0] += 1
             if progress:
                 progress(1)
 
+    def finish() -> None:
+        if written[0] != stop - start:  # before the rename: a short part is never put in place
+            raise UpscaleError(f"decoded {written[0]} frames for range [{start}, {stop}), expected {stop - start}")
+        writer.close()
+
     amp = autocast_for(str(pipe.device), opts.precision)
-    with VideoWriter(out_path, cw, ch, Fraction(*plan.time_base), codec=opts.codec, crf=opts.crf,
-                     preset=opts.preset, pix_fmt=pix_fmt, colour=plan.colour, threads=threads) as writer:
-        with Prefetch(batches(), QUEUE_BATCHES, "decode") as source, Drain(encode, QUEUE_BATCHES, "encode") as sink:
+    writer = VideoWriter(out_path, cw, ch, Fraction(*plan.time_base), codec=opts.codec, crf=opts.crf,
+                         preset=opts.preset, pix_fmt=pix_fmt, colour=plan.colour, threads=threads)
+    sink = Drain(encode, QUEUE_BATCHES, "encode", finish=finish, abandon=writer.abort)
+    try:
+        with Prefetch(batches(), QUEUE_BATCHES, "decode") as source:
             for lrs, indices in source:
                 with amp, clock:
                     hrs = runner.push_batch(indices, lrs, [plan.shot_start(i) for i in indices],
@@ -392,6 +427,8 @@ def process_segment(
                 if keep:
                     hr = torch.cat([hrs[k] for k in keep])
                     sink.put((_Staged(hr, deep), [indices[k] for k in keep]))
-        if written[0] != stop - start:  # inside the writer: a short part is never renamed into place
-            raise UpscaleError(f"decoded {written[0]} frames for range [{start}, {stop}), expected {stop - start}")
-    return SegmentResult(out_path, start, stop, written[0], time.perf_counter() - t0, clock.total())
+        sink.end()
+    except BaseException:
+        sink.abort()  # the encode thread stops and removes the temporary file
+        raise
+    return SegmentJob(sink, start, stop, out_path, t0, clock, written)

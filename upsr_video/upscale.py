@@ -1,5 +1,6 @@
 """The local driver of `upsr-video upscale`: probe, plan, segments (resumable through a manifest), finalize.
-Distributed runs (pipelines/) reuse `prepare`, the segments, the manifest and `process_segment` and differ only
+Distributed runs (pipelines/) reuse `prepare`, the segments, the manifest and `process_segment` (here
+`start_segment`, so a part's encoder finishes beside the next segment's model work) and differ only
 in how many segments run where."""
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 
 from .checkpoint import CheckpointError
-from .process import (Plan, UpscaleError, UpscaleOptions, autocast_for, load_for_run, make_plan, process_segment,
-                      resolve_batch_size, resolve_device)
+from .process import (Plan, UpscaleError, UpscaleOptions, autocast_for, load_for_run, make_plan, resolve_batch_size,
+                      resolve_device, start_segment)
 
 
 @dataclass
@@ -186,6 +188,10 @@ def upscale_video(
         fp = fingerprint(input_path, opts)
         rec = manifest.ensure_video(key, str(input_path), str(out), fp, reset=not resume)
         manifest.begin_attempt(key)
+        # the model loads beside the probe and the scene-cut pass
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+        loading = loader.submit(load_for_run, opts.checkpoint, device, opts.compile)
+        loader.shutdown(wait=False)
         cuts = rec.cuts if rec.cuts is not None and rec.frames is not None else None
         prep = prepare(input_path, opts, cuts=cuts)
         n = int(prep.info.num_frames)
@@ -201,7 +207,7 @@ def upscale_video(
                 and part_frames(parts[r.idx]) == r.stop - r.start}
         _clean_leftovers(out, work, keep={parts[i].name for i in done})
         try:
-            spec, pipe = load_for_run(opts.checkpoint, device, opts.compile)
+            spec, pipe = loading.result()
         except CheckpointError as e:
             raise UpscaleError(str(e)) from None
         if on_start:
@@ -209,14 +215,27 @@ def upscale_video(
         if progress and done:
             progress(sum(g.frames for g in segs if g.index in done))
         computed, model_s = 0, 0.0
-        for g in segs:
-            if g.index in done:
-                continue
-            manifest.segment_started(key, g.index)
-            res = process_segment(input_path, g.start, g.stop, prep.plan, pipe, str(parts[g.index]), progress)
-            manifest.segment_done(key, g.index, str(parts[g.index]), res.frames, res.seconds)  # part in place
-            computed += res.frames
-            model_s += res.model_seconds
+        report = _serialised(progress)  # two encode threads may be writing at once (see below)
+        finishing = None
+        try:
+            for g in segs:
+                if g.index in done:
+                    continue
+                manifest.segment_started(key, g.index)
+                job = start_segment(input_path, g.start, g.stop, prep.plan, pipe, str(parts[g.index]), report)
+                # the previous part's encoder finished beside this segment's model work; record it now
+                if finishing is not None:
+                    computed, model_s = _record(manifest, key, finishing, computed, model_s)
+                finishing = (g, job)
+            if finishing is not None:
+                last, finishing = finishing, None
+                computed, model_s = _record(manifest, key, last, computed, model_s)
+        finally:
+            if finishing is not None:  # an error while the previous part was finishing: keep it if it completes
+                try:
+                    _record(manifest, key, finishing, 0, 0.0)
+                except Exception:
+                    pass
         streams = finalize([str(parts[g.index]) for g in segs], input_path, str(out), overwrite=overwrite,
                            fps=opts.fps, streams=opts.streams)
         manifest.video_done(key, time.perf_counter() - t0)
@@ -237,6 +256,28 @@ def upscale_video(
         "segments_reused": len(done),
         "frames_computed": computed,
     }
+
+
+def _record(manifest, key, finishing, computed: int, model_s: float) -> tuple[int, float]:
+    """Wait for a segment's part to be in place and record it in the manifest."""
+    g, job = finishing
+    res = job.result()
+    manifest.segment_done(key, g.index, res.path, res.frames, res.seconds)
+    return computed + res.frames, model_s + res.model_seconds
+
+
+def _serialised(progress: Optional[Callable[[int], None]]) -> Optional[Callable[[int], None]]:
+    if progress is None:
+        return None
+    import threading
+
+    lock = threading.Lock()
+
+    def report(n: int) -> None:
+        with lock:
+            progress(n)
+
+    return report
 
 
 def _pid_alive(pid: int) -> bool:

@@ -140,7 +140,7 @@ class VideoWriter:
                 setattr(cc, k, v)
             self.stream = s
         except Exception as e:
-            self._abort()
+            self.abort()
             raise VideoError(f"cannot set up the {codec} encoder for {self.path}: {reason(e)}") from None
 
     def __enter__(self) -> "VideoWriter":
@@ -150,7 +150,7 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self.abort()
         return False
 
     @property
@@ -200,10 +200,10 @@ class VideoWriter:
             self._closed = True
             os.replace(self.tmp, self.path)
         except Exception as e:
-            self._abort()
+            self.abort()
             raise VideoError(f"cannot write {self.path}: {reason(e)}") from None
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Drop everything written so far: close quietly and remove the temporary file."""
         self._closed = True
         try:
