@@ -212,3 +212,40 @@ def test_a_decord_reader_is_opened_once_for_many_ranges(monkeypatch):
              for a, b in ranges}
     assert len(opened) == 1
     assert np.array_equal(np.concatenate([parts[0], parts[12], parts[20]]), whole)
+
+
+def test_a_part_failing_while_the_next_segment_computes_fails_the_run_and_resumes(tmp_path, tiny_ckpt, monkeypatch):
+    """The local driver starts segment k+1's model work while segment k's encoder flushes. A flush that fails
+    then ends the run with its one-line error and no output; the parts already in place stay recorded, so the
+    next run reuses them and writes the file of an uninterrupted run."""
+    from upsr_video.upscale import upscale_video
+    from upsr_video.video import VideoError, writer
+
+    src = videogen.cfr_clip(tmp_path, n=12, audio=False, name="src.mp4")
+    o = opts(tiny_ckpt, steps=1)
+    ref = tmp_path / "ref.mp4"
+    s = upscale_video(str(src), str(ref), o, segment_frames=4)
+    assert s["segments"] == 3 and s["frames_computed"] == 12
+
+    real_close, closes = writer.VideoWriter.close, []
+
+    def failing_close(self):  # the part of segment 1 (frames 4-8) cannot be written
+        closes.append(self.path.name)
+        if self.path.name.endswith("-00001-4-8.mkv"):
+            self.abort()
+            raise VideoError(f"cannot write {self.path}: No space left on device")
+        return real_close(self)
+
+    monkeypatch.setattr(writer.VideoWriter, "close", failing_close)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(UpscaleError, match="No space left"):
+        upscale_video(str(src), str(out), o, segment_frames=4)
+    # segment 2 had started when segment 1's part failed: it was let finish, and nothing writes after the return
+    assert not out.exists() and len(closes) == 3
+    parts = sorted(p.name for p in (tmp_path / ".out.mp4.upsr-work").glob("part-*"))
+    time.sleep(0.5)
+    assert sorted(p.name for p in (tmp_path / ".out.mp4.upsr-work").glob("part-*")) == parts
+    monkeypatch.setattr(writer.VideoWriter, "close", real_close)
+    s = upscale_video(str(src), str(out), o, segment_frames=4)
+    assert s["segments_reused"] == 2 and s["frames_computed"] == 4
+    assert out.read_bytes() == ref.read_bytes()

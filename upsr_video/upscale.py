@@ -224,14 +224,14 @@ def upscale_video(
                 manifest.segment_started(key, g.index)
                 job = start_segment(input_path, g.start, g.stop, prep.plan, pipe, str(parts[g.index]), report)
                 # the previous part's encoder finished beside this segment's model work; record it now
-                if finishing is not None:
-                    computed, model_s = _record(manifest, key, finishing, computed, model_s)
-                finishing = (g, job)
+                previous, finishing = finishing, (g, job)
+                if previous is not None:
+                    computed, model_s = _record(manifest, key, previous, computed, model_s)
             if finishing is not None:
                 last, finishing = finishing, None
                 computed, model_s = _record(manifest, key, last, computed, model_s)
         finally:
-            if finishing is not None:  # an error while the previous part was finishing: keep it if it completes
+            if finishing is not None:  # failed meanwhile: the part still finishing is kept if it completes
                 try:
                     _record(manifest, key, finishing, 0, 0.0)
                 except Exception:
