@@ -80,10 +80,11 @@ def run_modes(pipe, lr, size, cuts, start, seed, anchor, modes) -> tuple[dict, d
     return outs, secs, share
 
 
-def strip(outs: dict, gt: list[np.ndarray], path: Path, frames=(4, 5, 6), crop_frac=0.25) -> None:
+def strip(outs: dict, gt: list[np.ndarray], path: Path, crop_frac=0.25) -> None:
     """Rows: methods; columns: a crop of consecutive frames, then |O_t - W(O_{t+1})| x 4 (motion-compensated
     change, flow on GT) for the first pair: texture that sticks to the screen or flickers shows there."""
     h, w = gt[0].shape[:2]
+    frames = [min(len(gt) - 1, len(gt) // 2 - 1 + k) for k in range(3)]  # the middle three (4, 5, 6 of 10)
     ch, cw = int(h * crop_frac), int(w * crop_frac)
     y, x = h // 2 - ch // 2, w // 2 - cw // 2
     t0, t1 = frames[0], frames[1]
