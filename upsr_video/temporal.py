@@ -41,7 +41,7 @@ MODES = ("independent", "shared", "flow", "recurrent", "flow-recurrent")
 
 @dataclass(frozen=True)
 class TemporalOptions:
-    mode: str = "flow-recurrent"  # one of MODES (the default: see README, temporal modes)
+    mode: str = "flow"  # one of MODES (the default: see README, temporal modes)
     window: int = 4  # past frames of |psi| averaged with the current one
     decay: float = 0.6
     seed: int = 0
