@@ -87,7 +87,8 @@ def test_eval_needs_a_reference(tmp_path, gt_dir):
 
 
 def test_compare_runs_the_path_upscale_ships(tmp_path, gt_dir, monkeypatch):
-    """compare's upsr-shared frames are upscale's frames: the same LR through `upsr-video upscale` (lossless RGB in
+    """compare's upsr-flow frames (the default mode) are upscale's frames: the same LR through `upsr-video upscale`
+    (lossless RGB in
     and out) gives identical pixels, at the start step make_plan chooses (resolve_start, one function for both)."""
     import upsr_video.eval.compare as cmp
     from upsr_video.upscale import upscale_video
@@ -103,7 +104,7 @@ def test_compare_runs_the_path_upscale_ships(tmp_path, gt_dir, monkeypatch):
         return real(out_dir, rows, curves, outputs, gt, lr, *a, **k)
 
     monkeypatch.setattr(cmp, "write_report", keep)
-    r = CliRunner().invoke(main, ["compare", str(gt_dir), "--make-lr", "4", "--methods", "bicubic,upsr-shared",
+    r = CliRunner().invoke(main, ["compare", str(gt_dir), "--make-lr", "4", "--methods", "bicubic,upsr-flow",
                                   "--max-frames", "3", "--lpips-weights", str(LPIPS), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     res = _last_json(r.stdout)
@@ -114,8 +115,8 @@ def test_compare_runs_the_path_upscale_ships(tmp_path, gt_dir, monkeypatch):
     assert summary["model"] == "UPSR" and summary["start_step"] == res["start_step"]
     with av.open(str(out)) as c:
         up = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert len(up) == len(seen["outputs"]["upsr-shared"]) == 3
-    for a, b in zip(up, seen["outputs"]["upsr-shared"]):
+    assert len(up) == len(seen["outputs"]["upsr-flow"]) == 3
+    for a, b in zip(up, seen["outputs"]["upsr-flow"]):
         assert np.array_equal(a, b)
 
 

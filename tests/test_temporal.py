@@ -1,9 +1,14 @@
-"""Shared noise per shot, smoothed uncertainty, and independence from where a segment starts."""
+"""Shared noise per shot, smoothed uncertainty, flow noise, recurrent anchoring, and independence from where a
+segment starts."""
+import math
+
+import pytest
 import torch
+from torch import nn
 
 from upsr_video.models.aux import build_aux
 from upsr_video.pipeline import UPSRPipeline
-from upsr_video.temporal import TemporalOptions, TemporalUPSR
+from upsr_video.temporal import MODES, TemporalOptions, TemporalUPSR
 
 from test_tiling_pipeline import LocalDenoiser
 
@@ -102,8 +107,8 @@ def test_push_batch_equals_frame_by_frame():
     batched convolutions aside), in both modes."""
     pipe, frames, cuts = _pipe(), _frames(10), [0, 6]
     shot = lambda i: max(c for c in cuts if c <= i)
-    for mode in ("shared", "independent"):
-        opts = TemporalOptions(mode, window=3, seed=3)
+    for mode in MODES:
+        opts = TemporalOptions(mode, window=3, seed=3, noise_period=2)
         ref = _run(pipe, frames, cuts, 2, 10, opts)
         r = TemporalUPSR(pipe, opts, (80, 96))
         first = max(shot(2), 2 - opts.context)
@@ -116,3 +121,108 @@ def test_push_batch_equals_frame_by_frame():
         assert len(got) == len(ref) == 8
         for a, b in zip(ref, got):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+# -- motion: a texture translating by a known amount ---------------------------------------------------------------
+def _moving(n=8, dx=1, h=24, w=32, seed=0):
+    """An LR texture that moves dx px right per frame (periodic), as [1,3,h,w] frames in [-1,1]."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, h // 2, w // 2, generator=g) * 2 - 1, size=(h, w),
+                                           mode="bicubic", align_corners=False).clamp(-1, 1)
+    return [torch.roll(base, shifts=dx * i, dims=3) for i in range(n)]
+
+
+class XPass(nn.Module):
+    """A denoiser that returns its (unscaled) input x_t: the output's texture is the start state's noise."""
+
+    spatial_multiple = 1
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.scale = [schedule.input_scale(t) for t in range(schedule.T)]
+
+    def forward(self, x, t, g, y0):
+        return x * self.scale[int(t[0])]
+
+
+def _corr(a, b):
+    return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+
+def test_flow_noise_moves_with_the_content_and_shared_noise_sticks():
+    """x4 output of a texture moving 1 LR px (4 output px) per frame: with flow noise the output's texture (output
+    minus g) at frame t is the previous one shifted by the motion; with screen-fixed shared noise it stays put."""
+    base = _pipe()
+    pipe = UPSRPipeline(XPass(base.schedule), base.aux)
+    frames = _moving(6)
+    res = {}
+    for mode in ("flow", "shared"):
+        r = TemporalUPSR(pipe, TemporalOptions(mode, seed=5, noise_period=8), (96, 128), start_step=0)
+        tex = []
+        for i, f in enumerate(frames):
+            out = r.push(i, f, 0)
+            tex.append(out - pipe.condition(f, (96, 128))[1])
+        inner = (..., slice(8, -8), slice(16, -16))  # away from the wrap-around seam
+        moved = [_corr(tex[t][inner], torch.roll(tex[t - 1], 4, dims=3)[inner]) for t in range(1, 6)]
+        still = [_corr(tex[t][inner], tex[t - 1][inner]) for t in range(1, 6)]
+        res[mode] = (min(moved), max(moved), min(still), max(still))
+    assert res["flow"][0] > 0.9 and res["flow"][3] < 0.3
+    assert res["shared"][1] < 0.3 and res["shared"][2] > 0.9
+
+
+def test_recurrent_anchor_reuses_the_warped_previous_output():
+    """Anchored modes start frame t from g blended with the warped previous output: with screen-fixed noise on a
+    moving texture, the output's texture follows the shifted previous texture only when anchored; a cut resets
+    the anchor exactly."""
+    base = _pipe()
+    pipe = UPSRPipeline(XPass(base.schedule), base.aux)
+    frames = _moving(6)
+    inner = (..., slice(8, -8), slice(16, -16))
+    corr = {}
+    for a in (0.0, 0.8):
+        r = TemporalUPSR(pipe, TemporalOptions("recurrent", seed=2, anchor=a), (96, 128), start_step=0)
+        tex = [r.push(i, f, 0) - pipe.condition(f, (96, 128))[1] for i, f in enumerate(frames)]
+        corr[a] = sum(_corr(tex[t][inner], torch.roll(tex[t - 1], 4, dims=3)[inner]) for t in range(1, 6)) / 5
+    assert corr[0.0] < 0.3 and corr[0.8] > 0.5, corr
+    pipe = _pipe()
+    opts = TemporalOptions("flow-recurrent", seed=2, anchor=0.8)
+    r = TemporalUPSR(pipe, opts, (96, 128), start_step=0)
+    whole = [r.push(i, f, 0 if i < 3 else 3) for i, f in enumerate(frames)]
+    r2 = TemporalUPSR(pipe, opts, (96, 128), start_step=0)
+    fresh = [r2.push(i, frames[i], 3) for i in range(3, 6)]
+    assert all(torch.equal(a, b) for a, b in zip(whole[3:], fresh))
+
+
+def _psnr(a, b):
+    mse = float(((a - b) / 2).pow(2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def _segmented(pipe, frames, cuts, opts, bounds, start_step):
+    shot = lambda i: max(c for c in cuts if c <= i)  # noqa: E731
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        r = TemporalUPSR(pipe, opts, (96, 128), start_step)
+        for i in range(max(shot(a), a - opts.context), b):
+            y = r.push(i, frames[i], shot(i), emit=i >= a)
+            if i >= a:
+                out.append(y)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["flow", "recurrent", "flow-recurrent"])
+def test_segments_match_an_uninterrupted_run(mode):
+    """Segments started with `context` frames: bit-exact without anchoring (flow noise over several chain restarts),
+    >= 50 dB PSNR with it; a segment started cold (no context) is measurably worse, so context matters."""
+    pipe, frames, cuts = _pipe(), _moving(22), [0, 17]
+    opts = TemporalOptions(mode, window=2, seed=7, anchor=0.5, noise_period=3)
+    whole = _segmented(pipe, frames, cuts, opts, [0, 22], 0)
+    parts = _segmented(pipe, frames, cuts, opts, [0, 9, 14, 22], 0)
+    assert len(whole) == len(parts) == 22
+    psnr = min(_psnr(a, b) for a, b in zip(whole, parts))
+    if mode == "flow":
+        assert psnr == math.inf
+    else:
+        assert psnr >= 50, psnr
+    cold = TemporalUPSR(pipe, opts, (96, 128), 0)
+    assert _psnr(whole[9], cold.push(9, frames[9], 0)) < psnr

@@ -60,8 +60,13 @@ def upscale_options(f):
                      help="Denoiser calls per frame: auto (calibrated per scale factor) or N in 1..T "
                           "(N < T: truncated start at step N-1; T: full sampling)."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--temporal", type=click.Choice(["shared", "independent"]), default="shared", show_default=True,
-                     help="shared: one noise per shot + smoothed uncertainty; independent: per-frame noise."),
+        click.option("--temporal", type=click.Choice(["flow", "flow-recurrent", "recurrent", "shared", "independent"]),
+                     default="flow", show_default=True,
+                     help="flow: noise and uncertainty follow optical flow; recurrent: the start re-uses the warped "
+                          "previous output; flow-recurrent: both; shared: one screen-fixed noise per shot; "
+                          "independent: per-frame noise."),
+        click.option("--anchor-strength", "anchor", type=click.FloatRange(0, 1, max_open=True), default=0.5,
+                     show_default=True, help="Recurrent modes: weight of the warped previous output in the start."),
         click.option("--scene-threshold", type=float, default=None, help="Scene-cut threshold (default: detector's)."),
         click.option("--tile", type=int, default=None, help="Tile size in input pixels (bounds memory)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
@@ -184,7 +189,8 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, no_r
 @click.argument("input", type=click.Path(exists=True))
 @click.option("--gt", type=click.Path(exists=True), default=None, help="Ground-truth frames folder or video (fidelity metrics, tOF, tLPIPS).")
 @click.option("--make-lr", type=int, default=None, help="INPUT is high-res: make the LR by bicubic down-scaling by this factor (then INPUT is the GT).")
-@click.option("--methods", default=",".join(["bicubic", "lanczos", "g", "upsr-independent", "upsr-shared", "unw-off"]), show_default=True)
+@click.option("--methods", default=",".join(["bicubic", "lanczos", "g", "upsr-independent", "upsr-shared", "upsr-flow",
+                                             "upsr-recurrent", "upsr-flow-recurrent", "unw-off"]), show_default=True)
 @click.option("--scale", type=int, default=4, show_default=True, help="Up-scaling factor of the comparison.")
 @click.option("--checkpoint", default=None, help="Checkpoint (default: bundled).")
 @click.option("--max-frames", type=int, default=None)

@@ -137,9 +137,11 @@ class UPSRPipeline:
         w: Optional[Tensor] = None,
         start_step: Optional[int] = None,
         tiles: TileOptions = TileOptions(),
+        anchor: Optional[Tensor] = None,
     ) -> Tensor:
         """Reverse diffusion at HR. Pads every map to the denoiser's spatial multiple, denoises tile by tile
-        (blended) and crops back. Without a denoiser returns g (the clearly labelled fallback)."""
+        (blended) and crops back. Without a denoiser returns g (the clearly labelled fallback). `anchor`: the
+        start state's x0 estimate instead of g (sampler.start_state)."""
         if self.denoiser is None:
             return g.clamp(-1, 1)
         if w is None:
@@ -167,7 +169,8 @@ class UPSRPipeline:
             return tiled_apply(lambda z: self.denoiser(z[:, :3], steps(z.shape[0], t), z[:, 3:6], z[:, 6:9]),
                                stacked, tile, overlap, m, per_call)
 
-        out = sample(self.schedule, denoise, y0p, gp, ep, wp, start_step)
+        ap = pad_to_multiple(anchor.to(y0), m)[0] if anchor is not None else None
+        out = sample(self.schedule, denoise, y0p, gp, ep, wp, start_step, ap)
         return crop_to(out, size)
 
     def __call__(

@@ -36,7 +36,8 @@ class UpscaleOptions:
     checkpoint: Optional[str] = None  # None: the bundled default
     seed: int = 0
     steps: int | str = "auto"  # "auto" (calibrated per scale factor) | N denoiser calls, 1..T (T: full sampling)
-    temporal: str = "shared"
+    temporal: str = "flow"  # one of temporal.MODES
+    anchor: float = 0.5  # recurrent modes: weight of the warped previous output in the start anchor
     window: int = 4
     decay: float = 0.6
     scene_threshold: Optional[float] = None
@@ -374,7 +375,7 @@ def start_segment(
     depth = probe(video_path, opts.fps).bit_depth  # > 8: decoded as uint16 and written at 10 bits by default
     deep = depth > 8
     pix_fmt = output_pix_fmt(opts.pix_fmt, opts.codec, depth)
-    topts = TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed)
+    topts = TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed, opts.anchor)
     tiles = auto_tiles(pipe, opts, plan.out_size)
     runner = TemporalUPSR(pipe, topts, plan.out_size, plan.start_step, tiles)
     bs = resolve_batch_size(opts.batch_size, str(pipe.device))

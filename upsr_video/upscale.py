@@ -137,7 +137,7 @@ def prepare(input_path: str, opts: UpscaleOptions, spec=None, cuts: Optional[lis
     make_plan(info, spec, opts, [0])  # a bad target or --steps fails before the pass over the frames
     if cuts is None:
         cuts = detect_cuts(input_path, opts.scene_threshold, fps=opts.fps, threads=threads) \
-            if opts.temporal == "shared" else [0]
+            if opts.temporal != "independent" else [0]
     return Prepared(info, make_plan(info, spec, opts, cuts), spec)
 
 

@@ -1,8 +1,8 @@
 """Run several up-scaling methods on the same clip and measure fidelity and temporal stability.
 
-Methods: bicubic, lanczos, g alone, UPSR with independent per-frame noise, UPSR with shared noise + smoothed
-uncertainty, and UPSR with UNW off (b_u = 1: ResShift-style isotropic noise, shared noise). All methods see
-the same LR frames and the same scene cuts; frames stay in memory (clips for evaluation are short).
+Methods: bicubic, lanczos, g alone, UPSR in every temporal mode (`upsr-<mode>`, see `upsr_video.temporal`), and
+UPSR with UNW off (b_u = 1: ResShift-style isotropic noise, shared noise). All methods see the same LR frames and
+the same scene cuts; frames stay in memory (clips for evaluation are short).
 """
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import torch
 
 from ..diffusion.unw import UNWConfig
 from ..pipeline import UPSRPipeline
-from ..temporal import TemporalOptions, TemporalUPSR
+from ..temporal import MODES, TemporalOptions, TemporalUPSR
 from .fidelity import psnr_y, ssim_y
 
-ALL_METHODS = ["bicubic", "lanczos", "g", "upsr-independent", "upsr-shared", "unw-off"]
+UPSR_METHODS = [f"upsr-{m}" for m in MODES]
+ALL_METHODS = ["bicubic", "lanczos", "g", *UPSR_METHODS, "unw-off"]
 
 
 def read_frames(src: str | Path, max_frames: Optional[int] = None) -> list[np.ndarray]:
@@ -59,8 +60,20 @@ def shot_starts(cuts: list[int], n: int) -> list[int]:
     return [max(c for c in cs if c <= i) for i in range(n)]
 
 
+def run_temporal(opts: TemporalOptions, lr: list[np.ndarray], size: tuple[int, int], pipe: UPSRPipeline, cuts: list[int],
+                 start_step: Optional[int] = None) -> tuple[list[np.ndarray], TemporalUPSR]:
+    """UPSR output frames of one temporal mode, as `upscale` makes them (its tiles), and the runner (its `seconds`
+    split flow / warp / model)."""
+    from ..process import UpscaleOptions, auto_tiles
+
+    shots = shot_starts(cuts, len(lr))
+    runner = TemporalUPSR(pipe, opts, size, start_step, auto_tiles(pipe, UpscaleOptions(), size))
+    return [_to_u8(runner.push(i, _to_t(f, pipe.device), shots[i])) for i, f in enumerate(lr)], runner
+
+
 def run_method(name: str, lr: list[np.ndarray], size: tuple[int, int], pipe: Optional[UPSRPipeline], cuts: list[int],
-               seed: int = 0, start_step: Optional[int] = None) -> tuple[list[np.ndarray], float]:
+               seed: int = 0, start_step: Optional[int] = None, anchor: float = TemporalOptions.anchor
+               ) -> tuple[list[np.ndarray], float]:
     """Output frames (H, W = size) and seconds per frame. The UPSR methods run what `upscale` runs: diffusion at
     `size` from `start_step` (startstep.resolve_start; None: full sampling) with the CLI's tiles."""
     h, w = size
@@ -71,7 +84,6 @@ def run_method(name: str, lr: list[np.ndarray], size: tuple[int, int], pipe: Opt
         return out, (time.perf_counter() - t0) / len(lr)
     if pipe is None:
         raise ValueError(f"method {name} needs a checkpoint")
-    shots = shot_starts(cuts, len(lr))
     if name == "g":
         out = []
         with torch.no_grad():
@@ -79,16 +91,13 @@ def run_method(name: str, lr: list[np.ndarray], size: tuple[int, int], pipe: Opt
                 _, g = pipe.condition(_to_t(f, pipe.device), (h, w))
                 out.append(_to_u8(g))
         return out, (time.perf_counter() - t0) / len(lr)
-    mode = "independent" if name == "upsr-independent" else "shared"
-    p = pipe
+    p, mode = pipe, name.removeprefix("upsr-")
     if name == "unw-off":
         p = UPSRPipeline(pipe.denoiser, pipe.aux, pipe.schedule.cfg, UNWConfig(b_u=1.0, psi_max=pipe.unw.psi_max), pipe.device)
-    elif name not in ("upsr-independent", "upsr-shared"):
+        mode = "shared"
+    elif name not in UPSR_METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(ALL_METHODS)}")
-    from ..process import UpscaleOptions, auto_tiles
-
-    runner = TemporalUPSR(p, TemporalOptions(mode, seed=seed), (h, w), start_step, auto_tiles(p, UpscaleOptions(), (h, w)))
-    out = [_to_u8(runner.push(i, _to_t(f, p.device), shots[i])) for i, f in enumerate(lr)]
+    out, _ = run_temporal(TemporalOptions(mode, seed=seed, anchor=anchor), lr, (h, w), p, cuts, start_step)
     return out, (time.perf_counter() - t0) / len(lr)
 
 

@@ -1,0 +1,205 @@
+"""The temporal-mode table: every `--temporal` mode on Vid4 BDx4 (GT) and bikes x2 (no GT), with bicubic.
+
+Vid4: the 4 GT clips, first `--frames` frames, LR = blur sigma 1.6 + x4 down-scale at pixel centres
+(quality_bars.bd_x4). Per mode: PSNR-Y, LPIPS, tOF, tLP (x100), E_warp, flicker (means over clips; E_warp and
+flicker with flow on GT), seconds per frame and the flow share (flow + warping over model time). bikes.mp4 x2:
+E_warp and flicker only (flow on the bicubic up-sampled input). Prints the table and the ratios of the issue's
+bars, writes `table.json` and a crop strip (`strip.png`: a crop of consecutive frames per mode, and the
+amplified difference between each frame and its motion-compensated predecessor) into --out.
+
+    python scripts/temporal_modes.py --checkpoint checkpoints/upsr-small-video.safetensors
+    python scripts/temporal_modes.py --flow-presets   # the flow estimator's accuracy/cost measurement only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_bars import SHARED, VID4, bd_x4, bicubic, vid4_clips  # noqa: E402
+
+from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa: E402
+from upsr_video.eval.compare import evaluate, read_frames, run_temporal  # noqa: E402
+from upsr_video.eval.flow import dis_flow as hr_flow, warp as np_warp  # noqa: E402
+from upsr_video.eval.lpips_alex import load_lpips  # noqa: E402
+from upsr_video.motion import make_dis  # noqa: E402
+from upsr_video.startstep import resolve_start  # noqa: E402
+from upsr_video.temporal import MODES, TemporalOptions  # noqa: E402
+from upsr_video.upscale import cuts_of_frames  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("psnr_y", "lpips", "tof", "tlpips", "e_warp", "flicker")
+
+
+def flow_presets() -> None:
+    """End-point error of LR flow estimators against DIS flow on the HR GT frames (brought to LR), and cost."""
+    clips = vid4_clips(lambda gt: [bd_x4(f) for f in gt])
+
+    def ref(a, b):
+        f = hr_flow(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY))
+        return cv2.resize(f, (f.shape[1] // 4, f.shape[0] // 4), interpolation=cv2.INTER_AREA) / 4
+
+    presets = {"zero": None, "dis-ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+               "dis-fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "dis-medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+               "dis-fine (motion.make_dis)": "fine", "farneback": "farneback"}
+    for name, p in presets.items():
+        epe, secs = [], []
+        for lr, gt in clips.values():
+            for i in range(1, len(lr)):
+                a, b = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in (lr[i], lr[i - 1]))
+                t0 = time.perf_counter()
+                if p is None:
+                    f = np.zeros(a.shape + (2,), np.float32)
+                elif p == "farneback":
+                    f = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+                elif p == "fine":
+                    f = make_dis().calc(a, b, None)
+                else:
+                    f = cv2.DISOpticalFlow_create(p).calc(a, b, None)
+                secs.append(time.perf_counter() - t0)
+                epe.append(float(np.sqrt(((f - ref(gt[i], gt[i - 1])) ** 2).sum(-1)).mean()))
+        print(f"{name:28s} EPE {np.mean(epe):.3f} LR px   {1000 * np.mean(secs):6.2f} ms per pair", flush=True)
+
+
+def run_modes(pipe, lr, size, cuts, start, seed, anchor, modes) -> tuple[dict, dict, dict]:
+    outs, secs, share = {"bicubic": [bicubic(f, size) for f in lr]}, {}, {}
+    for m in modes:
+        t0 = time.perf_counter()
+        outs[m], runner = run_temporal(TemporalOptions(m, seed=seed, anchor=anchor), lr, size, pipe, cuts, start)
+        secs[m] = (time.perf_counter() - t0) / len(lr)
+        s = runner.seconds
+        share[m] = (s["flow"] + s["warp"]) / s["model"]
+    return outs, secs, share
+
+
+def strip(outs: dict, gt: list[np.ndarray], path: Path, crop_frac=0.25) -> None:
+    """Rows: methods; columns: a crop of consecutive frames, then |O_t - W(O_{t+1})| x 4 (motion-compensated
+    change, flow on GT) for the first pair: texture that sticks to the screen or flickers shows there."""
+    h, w = gt[0].shape[:2]
+    frames = [min(len(gt) - 1, len(gt) // 2 - 1 + k) for k in range(3)]  # the middle three (4, 5, 6 of 10)
+    ch, cw = int(h * crop_frac), int(w * crop_frac)
+    y, x = h // 2 - ch // 2, w // 2 - cw // 2
+    t0, t1 = frames[0], frames[1]
+    fl = hr_flow(cv2.cvtColor(gt[t0], cv2.COLOR_RGB2GRAY), cv2.cvtColor(gt[t1], cv2.COLOR_RGB2GRAY))
+    rows = []
+    for name, seq in [*outs.items(), ("GT", gt)]:
+        tiles = [seq[t][y : y + ch, x : x + cw] for t in frames]
+        diff = np.abs(np_warp(seq[t1].astype(np.float32), fl) - seq[t0].astype(np.float32)) * 4
+        tiles.append(np.clip(diff, 0, 255).astype(np.uint8)[y : y + ch, x : x + cw])
+        row = np.concatenate(tiles, 1)
+        cv2.putText(row, name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(default_checkpoint_path()))
+    ap.add_argument("--steps", default="auto", help="denoiser calls: auto (the calibrated start step) or N")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--anchor", type=float, default=TemporalOptions.anchor, help="recurrent anchoring strength")
+    ap.add_argument("--frames", type=int, default=10, help="Vid4 frames per clip")
+    ap.add_argument("--clips", default=",".join(VID4))
+    ap.add_argument("--bikes-frames", type=int, default=20, help="bikes.mp4 frames (0: skip)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lpips-weights", default=os.environ.get("UPSR_LPIPS_WEIGHTS", str(SHARED / "weights/lpips_alex_v0.1.safetensors")))
+    ap.add_argument("--out", default=None, help="folder for table.json and strip.png")
+    ap.add_argument("--flow-presets", action="store_true", help="only measure the LR flow estimators")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.flow_presets:
+        flow_presets()
+        return 0
+    modes = [m for m in a.modes.split(",") if m]
+    steps = a.steps if a.steps == "auto" else int(a.steps)
+    spec, pipe = load_pipeline(a.checkpoint)
+    lp = load_lpips(a.lpips_weights)
+    ck = Path(a.checkpoint).resolve()
+    res: dict = {"checkpoint": str(ck.relative_to(ROOT)) if ck.is_relative_to(ROOT) else ck.name, "steps": a.steps,
+                 "anchor": a.anchor, "frames": a.frames, "seed": a.seed}
+    start = resolve_start(spec, 4.0, steps)
+    res["start_step"] = start
+    per_clip: dict[str, list[dict]] = {}
+    secs_all: dict[str, list[float]] = {}
+    shares: dict[str, list[float]] = {}
+    for clip in a.clips.split(","):
+        gt = read_frames(SHARED / "data/vid4/GT" / clip, a.frames)
+        gt = [np.ascontiguousarray(f[: f.shape[0] // 4 * 4, : f.shape[1] // 4 * 4]) for f in gt]
+        lr = [bd_x4(f) for f in gt]
+        outs, secs, share = run_modes(pipe, lr, gt[0].shape[:2], [0], start, a.seed, a.anchor, modes)
+        rows, _ = evaluate(outs, lr, gt, [0], 4, lp, secs)
+        for r in rows:
+            per_clip.setdefault(r["method"], []).append({"clip": clip, **r})
+            print(f"  {clip:9s} {r['method']:15s} " + "  ".join(f"{k} {r[k]:.5g}" for k in METRICS), flush=True)
+        for m in modes:
+            secs_all.setdefault(m, []).append(secs[m])
+            shares.setdefault(m, []).append(share[m])
+        if a.out and clip == "calendar":
+            strip(outs, gt, Path(a.out) / "strip.png")
+    vid4 = {m: {k: float(np.mean([r[k] for r in rows])) for k in METRICS} for m, rows in per_clip.items()}
+    for m in modes:
+        vid4[m]["s_per_frame"] = float(np.mean(secs_all[m]))
+        vid4[m]["flow_share"] = float(np.mean(shares[m]))
+    res["vid4"], res["vid4_per_clip"] = vid4, per_clip
+    if a.bikes_frames:
+        frames = read_frames(SHARED / "data/video/bikes.mp4", a.bikes_frames)
+        size = (frames[0].shape[0] * 2, frames[0].shape[1] * 2)
+        cuts = cuts_of_frames(frames)
+        bstart = resolve_start(spec, 2.0, steps)
+        outs, secs, share = run_modes(pipe, frames, size, cuts, bstart, a.seed, a.anchor, modes)
+        rows, _ = evaluate(outs, frames, None, cuts, 2, None, secs)
+        res["bikes"] = {r["method"]: {"e_warp": r["e_warp"], "flicker": r["flicker"],
+                                      **({"s_per_frame": secs[r["method"]], "flow_share": share[r["method"]]}
+                                         if r["method"] in secs else {})} for r in rows}
+        res["bikes_cuts"], res["bikes_start_step"] = cuts, bstart
+    b, ind = vid4["bicubic"], vid4.get("independent")
+    best_psnr = max(vid4[m]["psnr_y"] for m in modes)
+    best_lp = min(vid4[m]["lpips"] for m in modes)
+    ratios = {}
+    for m in modes:
+        v = vid4[m]
+        ratios[m] = {"tof_vs_bicubic": v["tof"] / b["tof"], "tlp_vs_bicubic": v["tlpips"] / b["tlpips"],
+                     "e_warp_vs_independent": v["e_warp"] / ind["e_warp"] if ind else None,
+                     "psnr_below_best": best_psnr - v["psnr_y"], "lpips_vs_best": v["lpips"] / best_lp}
+        if "bikes" in res and "independent" in res["bikes"]:
+            ratios[m]["bikes_e_warp_vs_independent"] = res["bikes"][m]["e_warp"] / res["bikes"]["independent"]["e_warp"]
+        r = ratios[m]
+        r["bars"] = {"tof <= 0.9x bicubic": r["tof_vs_bicubic"] <= 0.9, "tLP <= 0.4x bicubic": r["tlp_vs_bicubic"] <= 0.4,
+                     "E_warp <= 0.8x independent": r["e_warp_vs_independent"] is not None and r["e_warp_vs_independent"] <= 0.8,
+                     "PSNR-Y within 0.2 dB of best": r["psnr_below_best"] <= 0.2, "LPIPS <= 1.05x best": r["lpips_vs_best"] <= 1.05,
+                     "flow + warp <= 15% of model time": vid4[m]["flow_share"] <= 0.15}
+    res["ratios"] = ratios
+    print(f"\ncheckpoint {res['checkpoint']}, steps {a.steps} (start step {start}), anchor {a.anchor}, "
+          f"Vid4 BDx4 {a.frames} frames x {len(per_clip['bicubic'])} clips")
+    print("| mode | PSNR-Y | LPIPS | tOF | tLP | E_warp | flicker | s/frame | flow share | bikes E_warp | bikes flicker |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for m in ["bicubic", *modes]:
+        v, bk = vid4[m], res.get("bikes", {}).get(m, {})
+        print(f"| {m} | {v['psnr_y']:.3f} | {v['lpips']:.4f} | {v['tof']:.4f} | {v['tlpips']:.3f} | {v['e_warp']:.6f} | "
+              f"{v['flicker']:.5f} | {v.get('s_per_frame', float('nan')):.2f} | {v.get('flow_share', float('nan')):.3f} | "
+              f"{bk.get('e_warp', float('nan')):.7f} | {bk.get('flicker', float('nan')):.5f} |")
+    print()
+    for m in modes:
+        r = ratios[m]
+        print(f"{m:15s} tOF/bicubic {r['tof_vs_bicubic']:.3f}  tLP/bicubic {r['tlp_vs_bicubic']:.3f}  E_warp/independent "
+              f"{r['e_warp_vs_independent'] or float('nan'):.3f}  PSNR below best {r['psnr_below_best']:.3f} dB  "
+              f"LPIPS/best {r['lpips_vs_best']:.3f}  bars " + ", ".join(f"{k}: {'PASS' if ok else 'FAIL'}" for k, ok in r["bars"].items()))
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.json").write_text(json.dumps(res, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
