@@ -4,15 +4,20 @@
 # calibration on held-out training-pool crops (carried inside the checkpoint), the curves and the quality bars. Run from the repo root with ../shared beside it. Every stage resumes exactly where it
 # stopped when re-run (training state in runs/<name>/state).
 set -euo pipefail
-# the shipped g ran its first 700 steps under a 4500-step schedule, then was shortened to 3000 steps to fit the
-# session's CPU time; these two commands reproduce exactly that run
+# The run as it happened (CPU time came in session-sized pieces; each line resumes the same run directory):
+# g's first 700 steps ran under a 4500-step schedule, then to 3000 steps; the denoiser trained 2000 steps on
+# that g (kept as runs/g-video-3000.safetensors). g then continued to 8000 steps (the cosine schedule restarted at
+# its step-3000 value of an 8000-step run) and the denoiser was fine-tuned on the new g to 3000 steps (likewise).
 python -m training g --config configs/g-video.yaml --set steps=4500 --until 700
+python -m training g --config configs/g-video.yaml --set steps=3000
+cp runs/g-video/model.safetensors runs/g-video-3000.safetensors
+python -m training upsr --config configs/upsr-video.yaml --set steps=2000 --set aux_checkpoint=runs/g-video-3000.safetensors
 python -m training g --config configs/g-video.yaml
 python -m training upsr --config configs/upsr-video.yaml
 CKPT=checkpoints/upsr-small-video.safetensors
 OUT=reports/video_candidate
 python scripts/bundle_checkpoint.py runs/upsr-video/model.safetensors $CKPT --name upsr-small-video \
-    --note "configs/g-video.yaml (3000 steps) + configs/upsr-video.yaml (2000 steps), scripts/train_video.sh"
+    --note "configs/g-video.yaml (8000 steps) + configs/upsr-video.yaml (3000 steps), scripts/train_video.sh"
 python scripts/calibrate_start_step.py --checkpoint $CKPT --degradation-config configs/upsr-video.yaml \
     --out runs/upsr-video/start_steps.json --report $OUT/start_step_calibration.json --plot $OUT/start_step_calibration.png
 python scripts/bundle_checkpoint.py $CKPT $CKPT --name upsr-small-video --start-steps runs/upsr-video/start_steps.json
