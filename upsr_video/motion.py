@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .eval.flow import warp as np_warp  # the metrics' cv2 backward warp: same convention
+
 
 
 def make_dis():
@@ -67,17 +69,11 @@ def warp(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
     return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
-def _np_warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def inconsistent(fw: np.ndarray, bw: np.ndarray) -> np.ndarray:
     """Forward-backward check (Sundaram et al. 2010, the first term of Lai et al.'s mask): True where the flow
     `fw` (HxWx2) is unreliable, i.e. fw(x) + bw(x + fw(x)) does not return to x. The motion-boundary term of the
     metric's mask is left out: at LR it flags most textured moving pixels."""
-    back = _np_warp(bw, fw)
+    back = np_warp(bw, fw)
     sq = lambda f: (f**2).sum(-1)  # noqa: E731
     return sq(fw + back) > 0.01 * (sq(fw) + sq(back)) + 0.5
 
@@ -119,7 +115,7 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     a, b = cv2.cvtColor(pa, cv2.COLOR_RGB2GRAY), cv2.cvtColor(pb, cv2.COLOR_RGB2GRAY)
     fw, bw = dis_flow(a, b), dis_flow(b, a)
     occ, dis = inconsistent(fw, bw), inconsistent(bw, fw)
-    photo = np.abs(_np_warp(pa.astype(np.float32), bw) - pb.astype(np.float32)).mean(-1) <= PHOTO_TOLERANCE
+    photo = np.abs(np_warp(pa.astype(np.float32), bw) - pb.astype(np.float32)).mean(-1) <= PHOTO_TOLERANCE
     size, dev = tuple(out_size), prev_lr.device
     return Motion(up_flow(fw, size).to(dev), up_flow(bw, size).to(dev), up_mask(occ, size).to(dev),
                   up_mask(dis, size).to(dev), ~up_mask(dis | ~photo, size).to(dev))
