@@ -37,6 +37,7 @@ OBJECT_STORE_BYTES = 96 * 1024 * 1024  # plans and descriptors only: frames neve
 PREPARE_THREADS = 2  # videos probed and scanned for cuts at once, beside the scheduling loop
 PREPARE_DECODE_THREADS = 1  # decoder threads of each preparation: the actors own the cores
 POLL_S = 0.05  # while preparations run, how often the loop looks at them
+REPLACEMENT_START_S = 600.0  # how long work may wait only for replacement workers that cannot be placed
 
 ACTIVE, QUEUED, COMPLETE, FAILED_JOB, SKIPPED = "active", "queued", "complete", "failed", "skipped"
 
@@ -297,7 +298,8 @@ class Engine:
     def _replace(self, dead) -> Optional[object]:
         """A worker whose call failed for good (restarts or call retries exhausted): kill it for sure (an actor
         still restarting would keep its CPU/GPU and starve its replacement) and start a fresh one (bounded)
-        so the pool keeps its size."""
+        so the pool keeps its size. The new actor gets work only once it is placed and loaded (the scheduling
+        loop waits for its `info` call): after a node loss it may never be placed."""
         import ray
 
         try:
@@ -333,6 +335,8 @@ class Engine:
         inflight: dict = {}
         preparing: dict[Future, VideoJob] = {}
         idle = deque(self.actors)
+        starting: dict = {}  # ref of a replacement's `info` call -> the actor (idle once that call returns)
+        waiting_since: Optional[float] = None  # work left and only starting replacements to run it
         lookahead = 2 * max(1, len(self.actors))
 
         def start_preparing(job: VideoJob) -> None:
@@ -377,14 +381,30 @@ class Engine:
                     continue
                 if not todo and not queue:
                     break
-                if not idle:
-                    if not self.actors:
-                        raise UpscaleError("all Ray workers died and could not be replaced")
-                    idle.extend(self.actors)
-                continue
+                if idle:
+                    continue
+                if not starting:
+                    raise UpscaleError("all Ray workers died and could not be replaced")
+                waiting_since = waiting_since or time.time()
+                if time.time() - waiting_since > REPLACEMENT_START_S:
+                    raise UpscaleError(f"no Ray worker could be started within {REPLACEMENT_START_S:.0f} s to replace "
+                                       "the lost ones (does the cluster have a free CPU/GPU for one?)")
+            else:
+                waiting_since = None
             # with preparations running, look back at them often; otherwise wait for an actor
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S if preparing else None)
+            timeout = POLL_S if preparing else (None if inflight else 1.0)
+            ready, _ = ray.wait(list(inflight) + list(starting), num_returns=1, timeout=timeout)
             for ref in ready:
+                if ref in starting:
+                    actor = starting.pop(ref)
+                    try:
+                        ray.get(ref)
+                        idle.append(actor)
+                    except RayError:
+                        new = self._replace(actor)
+                        if new is not None:
+                            starting[new.info.remote()] = new
+                    continue
                 actor, job, seg, t_sub, attempt = inflight.pop(ref)
                 job.inflight.discard(seg.index)
                 try:
@@ -393,7 +413,7 @@ class Engine:
                 except RayActorError as e:
                     new = self._replace(actor)
                     if new is not None:
-                        idle.append(new)
+                        starting[new.info.remote()] = new
                     res = {"error": f"worker died: {one_line(e)}"}
                 except RayError as e:
                     idle.append(actor)

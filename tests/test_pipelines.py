@@ -323,6 +323,41 @@ def test_worker_killed_mid_segment_job_completes_identically(data, cluster, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_crash.mp4", "killed", "segments.log"]
 
 
+def test_replacement_that_cannot_be_placed_gets_no_work(data, cluster, monkeypatch, tmp_path):
+    """A worker dies for good (no restarts) and its replacement can never be placed (as when its node is gone
+    and nothing replaces it): the replacement is given no segment before it has started, so the survivor
+    computes the lost segment and the rest, and the output is the local driver's. (Handing work to an actor
+    that is still pending hung the node-loss test now and then.)"""
+    import ray
+
+    import pipelines.runner as runner
+    from pipelines.actors import UpscaleWorker, make_workers
+
+    d = data["dir"]
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(FAULT_MARKER_ENV, str(marker))
+    created = []
+
+    def workers(n, checkpoint, device="auto", threads=0, compile=False):
+        if not created:  # the pool: no restarts, no retried calls, so a killed worker is lost for good
+            created.extend(make_workers(n, checkpoint, device, threads, max_restarts=0, max_task_retries=0))
+            return list(created)
+        unplaceable = ray.remote(UpscaleWorker).options(num_cpus=1, resources={"node-that-is-gone": 1})
+        new = [unplaceable.remote(checkpoint, "cpu", threads, compile) for _ in range(n)]
+        created.extend(new)
+        return new
+
+    monkeypatch.setattr(runner, "make_workers", workers)
+    events = []
+    out = tmp_path / "a_lost.mp4"
+    s = run_distributed(str(d / "a.mp4"), str(out), _opts(data["ckpt"]), workers=2, segment_frames=8, quiet=True,
+                        on_event=lambda ev, info: events.append(ev))
+    assert marker.exists() and len(created) >= 3  # a worker was killed and a replacement was asked for
+    assert s["attempts"] == 2 and events.count("retry") == 1  # the lost segment's failure, retried once
+    frames, times, _ = _decode(out)
+    assert np.array_equal(frames, data["ref"]["a"][0]) and times == data["ref"]["a"][1]
+
+
 def _alive(pid):
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # zombies are dead

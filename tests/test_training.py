@@ -67,6 +67,22 @@ def test_exported_g_checkpoint_loads_in_pipeline(tmp_path):
     assert out.shape == (1, 3, 48, 40)
 
 
+def test_fine_tuning_starts_from_the_given_checkpoint_and_resumes_from_its_own_state(tmp_path):
+    first = Trainer(_cfg(tmp_path / "a", steps=3), log_stdout=False)
+    first.train()
+    ckpt = first.export(tmp_path / "g.safetensors")
+    ft = Trainer(_cfg(tmp_path / "ft", steps=4, init_from=str(ckpt)), log_stdout=False)
+    for k, v in first.ema.model.state_dict().items():  # the export holds the EMA weights
+        assert torch.equal(ft.model.state_dict()[k], v), k
+    ft.train(until=2)
+    resumed = Trainer(_cfg(tmp_path / "ft", steps=4, init_from=str(ckpt)), log_stdout=False)
+    assert resumed.step == 2
+    for k, v in ft.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+    with pytest.raises(ValueError, match="does not match"):
+        Trainer(_cfg(tmp_path / "bad", aux="compact-s", init_from=str(ckpt)), log_stdout=False)
+
+
 def test_refuses_eval_sets_as_training_data(tmp_path):
     with pytest.raises(ValueError, match="evaluation set"):
         Trainer(_cfg(tmp_path / "bad", data={"sources": [str(SHARED / "data/images/Set14")]}), log_stdout=False)

@@ -109,6 +109,23 @@ def test_video_mode_bd_blur_equals_gaussian_blur_then_pixel_centre_decimation():
         assert np.abs(got - ref).max() <= 1.01 / 255
 
 
+def test_blur_stated_at_a_reference_factor_scales_with_the_factor():
+    """blur_ref_scale 4 with sigma 1.6 at x2 is a Gaussian of sigma 0.8 (the same 0.4 LR px as BD x4), then x2
+    decimation at pixel centres (LR pixel j sits halfway between HR pixels 2j and 2j+1)."""
+    hr = _hr()
+    cfg = _video_cfg(blur_prob=1.0, kernel_range=[13, 13], kernel_prob=[1, 0, 0, 0, 0, 0], blur_sigma=[1.6, 1.6],
+                     sinc_prob=0.0, blur_ref_scale=4)
+    lr = degrade(hr, 2.0, cfg, torch.Generator().manual_seed(3))
+    for i in range(hr.shape[0]):
+        a = hr[i].permute(1, 2, 0).numpy().astype(np.float64)
+        blur = cv2.GaussianBlur(a, (13, 13), 0.8, borderType=cv2.BORDER_REFLECT_101)
+        ref = blur.reshape(48, 2, 48, 2, 3).mean(axis=(1, 3))
+        ref = np.round(np.clip(ref, 0, 1) * 255) / 255
+        assert np.abs(lr[i].permute(1, 2, 0).numpy() - ref).max() <= 1.01 / 255
+    with pytest.raises(ValueError, match="blur_ref_scale"):
+        _video_cfg(blur_ref_scale=0)
+
+
 def test_video_mode_codec_equals_an_independent_round_trip():
     hr = _hr()
     cfg = _video_cfg(codec_prob=1.0, codec_weights=[1, 0, 0], crf_range=[26, 26], codec_motion_prob=0.0, resize_modes=["area"])

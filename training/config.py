@@ -38,6 +38,9 @@ class TrainConfig:
     scales: tuple[float, float] = (4.0, 4.0)  # random scale range; (4, 4) = classic x4
     aux: str | dict = "compact-s"
     aux_checkpoint: Optional[str] = None  # kind "upsr": the trained g (a .safetensors checkpoint)
+    init_from: Optional[str] = None  # fine-tuning: start from this checkpoint's g (kind g) or denoiser (kind upsr)
+    val_degradation: Optional[dict] = None  # validation degradation (None = the training one); keep it fixed
+    # across recipes so their validation figures compare
     denoiser: str | dict = "upsr-small"
     schedule: str | dict = "upsr"
     unw: dict = field(default_factory=lambda: {"b_u": 0.4, "psi_max": 0.1})

@@ -100,6 +100,10 @@ class DegradationConfig:
     qscale_range: tuple[float, float] = (2.0, 14.0)
     codec_motion_prob: float = 0.5
     codec_shift_max: int = 3
+    # video mode: when set, blur_sigma is stated at this SR factor and scaled by scale / blur_ref_scale, so
+    # the blur is the same in LR pixels at every factor (a sigma of 2 HR px is 0.5 LR px at x4 but 1.6 LR px at
+    # x1.25, which would teach low factors to sharpen far more than real footage needs)
+    blur_ref_scale: float | None = None
 
     def __post_init__(self):
         for f in fields(self):
@@ -126,6 +130,8 @@ class DegradationConfig:
         for name in ("kernel_prob", "kernel_prob2"):
             if len(getattr(self, name)) != len(K.KERNEL_TYPES):
                 raise ValueError(f"{name} needs {len(K.KERNEL_TYPES)} weights for {', '.join(K.KERNEL_TYPES)}")
+        if self.blur_ref_scale is not None and not self.blur_ref_scale > 0:
+            raise ValueError(f"blur_ref_scale must be a positive factor, got {self.blur_ref_scale}")
         if len(self.codec_weights) != 3:
             raise ValueError("codec_weights needs 3 weights (h264, mpeg4, mpeg2)")
         for name in ("resize_prob", "resize_prob2"):
@@ -351,15 +357,18 @@ def degrade(hr: Tensor, scale: float, cfg: DegradationConfig, generator: torch.G
         lr = F.interpolate(x, size=out_hw, mode="bicubic", align_corners=False, antialias=True)
         return _quantise(lr)
     if cfg.mode == "video":
-        return _quantise(_video(x, out_hw, cfg, generator))
+        return _quantise(_video(x, scale, out_hw, cfg, generator))
     return _quantise(_realesrgan(x, scale, out_hw, cfg, generator))
 
 
-def _video(x: Tensor, out_hw: tuple[int, int], cfg: DegradationConfig, gen) -> Tensor:
+def _video(x: Tensor, scale: float, out_hw: tuple[int, int], cfg: DegradationConfig, gen) -> Tensor:
     n = x.shape[0]
     grid = cfg.kernel_range[1]
+    sigma = cfg.blur_sigma
+    if cfg.blur_ref_scale is not None:
+        sigma = tuple(v * scale / cfg.blur_ref_scale for v in sigma)
     k = K.random_blur_kernels(
-        gen, n, cfg.kernel_range, cfg.kernel_prob, cfg.blur_sigma, cfg.betag_range, cfg.betap_range, cfg.sinc_prob, grid
+        gen, n, cfg.kernel_range, cfg.kernel_prob, sigma, cfg.betag_range, cfg.betap_range, cfg.sinc_prob, grid
     )
     blur = _rand(gen, n) < cfg.blur_prob
     x = filter2d(x, torch.where(blur.view(-1, 1, 1), k, K.identity_kernels(n, grid)))

@@ -93,6 +93,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.log_stdout = log_stdout
         self.deg_cfg = DegradationConfig.from_dict(cfg.degradation)
+        self.val_deg_cfg = DegradationConfig.from_dict(cfg.val_degradation) if cfg.val_degradation else self.deg_cfg
         train_src, self.val_files = holdout_split(cfg.data["sources"], cfg.data.get("holdout_every", 20))
         self.dataset = HRPatchDataset(
             train_src, patch=cfg.patch, seed=cfg.seed, video_frames_per_clip=cfg.data.get("video_frames_per_clip", 8)
@@ -104,6 +105,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # weight init from the run's seed, global RNG untouched
             torch.manual_seed(derive_seed(cfg.seed, "init"))
             self._build_models()
+        if cfg.init_from:
+            self._init_weights(cfg.init_from)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema)
@@ -142,6 +145,19 @@ class Trainer:
             self.model = build_denoiser(self.den_cfg).to(self.device)
         else:
             raise ValueError(f"unknown training kind {cfg.kind!r} (g or upsr)")
+
+    def _init_weights(self, path: str) -> None:
+        """Fine-tuning: this run's network starts from a trained one of the same architecture (a resume
+        from the run's own state replaces these weights)."""
+        spec, den, aux = load_checkpoint(path)
+        src = aux if self.cfg.kind == "g" else den
+        if src is None:
+            raise ValueError(f"init_from {path}: the checkpoint has no denoiser")
+        try:
+            self.model.load_state_dict(src.state_dict(), strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(f"init_from {path}: its network does not match this config's ({first})") from None
 
     # -- data --------------------------------------------------------------------------------------
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -261,7 +277,7 @@ class Trainer:
                 h, w = hr.shape[-2:]
                 top, left = max(0, (h - c) // 2), max(0, (w - c) // 2)
                 hr = hr[:, top : top + c, left : left + c][None]
-                lr = degrade(hr, float(scale), self.deg_cfg, gen).to(self.device) * 2 - 1
+                lr = degrade(hr, float(scale), self.val_deg_cfg, gen).to(self.device) * 2 - 1
                 x0 = hr.to(self.device) * 2 - 1
                 if self.cfg.kind == "g":
                     out = make_condition(model, lr, x0.shape[-2:], aux_grid(model))[1].clamp(-1, 1)
