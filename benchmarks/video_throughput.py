@@ -4,6 +4,8 @@ achieved TFLOP/s of upsr-large.
 
     python benchmarks/video_throughput.py [--cases realshort_x4,720p_1080p,270p_1080p,720p_4k]
         [--batches 1,4] [--repeats 2] [--threads 1] [--frames 8] [--json out.json]
+    python benchmarks/video_throughput.py --cases realshort_x4,720p_1080p --batches 1 --temporal shared \
+        --baseline-rev 62aae39 --repeats 3 --threads 1     # batch 1 against the sequential loop before batching
     python benchmarks/video_throughput.py --gpu --out FOLDER   # on a CUDA machine, at most ~8 minutes
 
 CPU cases (the bundled default checkpoint, `--steps auto`, fp32, the real CLI path `upscale.upscale_video`:
@@ -20,6 +22,9 @@ Every (case, batch, repeat) runs in its own interpreter (this script with `--one
 of the run: probe, cuts, model load, decode, model, encode, mux), of model seconds per frame (time inside
 TemporalUPSR.push_batch) and of the outside-model share 1 - model / wall; the ratio of each batch's wall time
 per frame to batch 1's, measured in the same run. The clips are encoded here with libx264 CRF 12.
+With --baseline-rev, the package as it was at that revision (a temporary git worktree; 62aae39 is the last
+one with frames going one at a time through the model and no decode/encode threads) runs the same clips
+and options, interleaved with the rows, and batch 1's wall time per frame is reported against its median.
 
 --gpu (CUDA only) writes gpu_throughput.json into --out and prints: (a) model frames/s at 480p -> 1080p
 (854x480 -> 1920x1080) for the bundled default and upsr-large (random weights), batch 1/4/8, bf16 and fp32
@@ -94,8 +99,11 @@ def run_one(cfg: dict) -> int:
     """Child: one end-to-end run; prints one JSON line."""
     import torch
 
+    if cfg.get("code"):  # a baseline: the package as it was at --baseline-rev
+        sys.path.insert(0, cfg["code"])
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
+    import upsr_video
     from upsr_video.process import UpscaleOptions
     from upsr_video.upscale import upscale_video
 
@@ -120,7 +128,8 @@ def run_one(cfg: dict) -> int:
                       "before_first_batch_s": calls[0][0] - t0, "after_last_batch_s": t1 - calls[-1][1],
                       "between_batches_s": sum(b[0] - a[1] for a, b in zip(calls, calls[1:])),
                       "input_size": s["input_size"], "output_size": s["output_size"], "steps": s["steps"],
-                      "maxrss_mib": _maxrss_mib(), "threads": torch.get_num_threads()}))
+                      "maxrss_mib": _maxrss_mib(), "threads": torch.get_num_threads(),
+                      "package": str(Path(upsr_video.__file__).resolve().parents[1])}))
     return 0
 
 
@@ -145,6 +154,7 @@ def cpu_mode(args) -> dict:
         if c not in CASES:
             raise SystemExit(f"--cases: unknown {c!r}; choose from {', '.join(CASES)}")
     tmp = Path(tempfile.mkdtemp(prefix="upsr-bench-"))
+    baseline = baseline_checkout(args.baseline_rev, tmp) if args.baseline_rev else None
     result = {"mode": "cpu", "cases": {}, "threads": args.threads or torch.get_num_threads(),
               "repeats": args.repeats}
     for case in cases:
@@ -155,7 +165,8 @@ def cpu_mode(args) -> dict:
 
         n = probe(str(clip)).num_frames
         case_batches = [b for b in batches if b == 1 or b <= n]  # a batch larger than the clip is batch n again
-        runs = {}
+        options = {**options, **({"temporal": args.temporal} if args.temporal else {})}
+        runs, base_runs = {}, []
         for rep in range(args.repeats):
             for b in case_batches:  # interleaved, so slow drifts of the machine's load hit every batch alike
                 cfg = {"clip": str(clip), "out": str(tmp / f"{case}_out.mp4"), "batch": b, "options": options,
@@ -165,8 +176,28 @@ def cpu_mode(args) -> dict:
                 state = rec.get("error") or (f"{rec['seconds'] / rec['frames']:.3f} s/frame, outside model "
                                              f"{100 * (1 - rec['model_seconds'] / rec['seconds']):.2f}%")
                 print(f"  {case} batch {b} run {rep + 1}: {state}", flush=True)
+            if baseline:  # the old code on the same clip with the same options (its batch_size: decoded frames)
+                rec = launch({"clip": str(clip), "out": str(tmp / f"{case}_base.mp4"), "batch": 8,
+                              "options": options, "threads": args.threads, "code": str(baseline)})
+                base_runs.append(rec)
+                state = rec.get("error") or f"{rec['seconds'] / rec['frames']:.3f} s/frame"
+                print(f"  {case} baseline {args.baseline_rev} run {rep + 1}: {state}", flush=True)
         result["cases"][case] = {str(b): runs[b] for b in case_batches}
+        if baseline:
+            result.setdefault("baseline", {"rev": args.baseline_rev, "cases": {}})["cases"][case] = base_runs
+    if baseline:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)], capture_output=True)
     return result
+
+
+def baseline_checkout(rev: str, tmp: Path) -> Path:
+    """A detached git worktree of the repository at `rev` (removed at the end of the run)."""
+    path = tmp / "baseline"
+    r = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"--baseline-rev {rev}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'git failed'}")
+    return path
 
 
 def cpu_report(result: dict) -> None:
@@ -202,6 +233,19 @@ def cpu_report(result: dict) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(hdr, widths)))
     for r in rows:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+    base = result.get("baseline")
+    if base:
+        print(f"\nbaseline: the package at {base['rev']} (decode batches of 8, frames one at a time through the "
+              f"model, no decode/encode threads), same clip and options, runs interleaved with the rows above:")
+        for case, runs in base["cases"].items():
+            ok = [r for r in runs if "error" not in r]
+            if not ok or "1" not in result["medians"].get(case, {}):
+                print(f"  {case}: " + (runs[0].get("error", "no batch-1 row") if runs else "no runs"))
+                continue
+            wall = statistics.median(r["seconds"] / r["frames"] for r in ok)
+            now = result["medians"][case]["1"]["s_per_frame"]
+            base["cases"][case] = {"runs": runs, "s_per_frame": wall, "batch1_vs_baseline": now / wall}
+            print(f"  {case}: baseline {wall:.3f} s/frame, batch 1 now {now:.3f} s/frame = {now / wall:.3f}x")
     print(f"(medians over {result['repeats']} runs per row; torch threads {result['threads']}; wall = the whole "
           f"`upscale` run incl. model load, scene cuts and mux; model = time inside TemporalUPSR.push_batch; the "
           f"time outside it split into: before the first model batch (probe, cuts, model load, first decode), "
@@ -321,6 +365,9 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=420.0, help="--gpu: seconds after which no new config starts")
     ap.add_argument("--gpu-batches", type=int, default=5, help="--gpu: timed batches per configuration")
     ap.add_argument("--peak-tflops", type=float, default=None, help="--gpu: dense bf16 peak of this GPU")
+    ap.add_argument("--baseline-rev", default=None,
+                    help="also run the package as it was at this git revision (batch-1 speed against it)")
+    ap.add_argument("--temporal", default=None, help="--temporal of every run (default: the package's default)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one is not None:
