@@ -90,3 +90,25 @@ def test_flow_on_real_frames_finds_motion():
     err_zero = (t[0] - t[1]).abs()[..., 8:-8, 8:-8].mean()
     assert err_flow < 0.75 * err_zero
     assert float(real.reliable.float().mean()) > 0.4  # the rest: texture the 6-grey-level colour check rejects
+
+
+def test_still_content_gets_exactly_zero_flow_and_moving_content_keeps_its_flow():
+    """Left half unchanged but for +-1 grey level of noise (as an encoder leaves still background), right half
+    shifted 2 LR px: the noise samples of the still half do not move at all, the moving half's do."""
+    import cv2
+
+    f = cv2.cvtColor(cv2.imread(str(SHARED / "data/vid4/GT/calendar/Frame_001.png")), cv2.COLOR_BGR2RGB)
+    a = cv2.resize(f, (f.shape[1] // 4, f.shape[0] // 4), interpolation=cv2.INTER_AREA).astype(np.int16)
+    h, w = a.shape[:2]
+    b = a.copy()
+    b[:, w // 2 :] = np.roll(a[:, w // 2 :], 2, axis=1)
+    b[:, : w // 2] += np.random.default_rng(0).integers(-1, 2, size=b[:, : w // 2].shape, dtype=np.int16)
+    t = [torch.from_numpy(np.clip(x, 0, 255).astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1 for x in (a, b)]
+    m = mo.estimate(t[0], t[1], (h, w))
+    still = m.fw[0, :, 8:-8, 8 : w // 2 - 8]
+    assert torch.count_nonzero(still) == 0 and torch.count_nonzero(m.bw[0, :, 8:-8, 8 : w // 2 - 8]) == 0
+    moving = m.fw[0, 0, 8:-8, w // 2 + 8 : -8]
+    assert abs(float(moving.median()) - 2) < 0.2
+    eps = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(2))
+    p = mo.transport(mo.NoiseParticles.fresh(eps), m, torch.zeros_like(eps))
+    assert torch.equal(p.eps[..., 8:-8, 8 : w // 2 - 8], eps[..., 8:-8, 8 : w // 2 - 8])

@@ -106,6 +106,11 @@ def up_mask(mask: np.ndarray, size: tuple[int, int]) -> Tensor:
 
 
 PHOTO_TOLERANCE = 6.0  # grey levels (of 255): flow that brings a different colour is not re-used
+# grey levels (of 255, mean |difference| over a 3x3 LR window): where the two LR frames agree this closely the
+# content did not move, and the flow there is set to exactly 0. DIS reports ~0.1 LR px of noise on still
+# content, which random-walks the noise samples' sub-pixel positions until they hop to a neighbour: flicker
+# where nothing moves. A slow pan over texture changes the pixels far more than this, so it keeps its flow.
+STILL_TOLERANCE = 1.5
 
 
 def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Motion:
@@ -114,6 +119,9 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     pa, pb = _rgb(prev_lr), _rgb(cur_lr)
     a, b = cv2.cvtColor(pa, cv2.COLOR_RGB2GRAY), cv2.cvtColor(pb, cv2.COLOR_RGB2GRAY)
     fw, bw = dis_flow(a, b), dis_flow(b, a)
+    still = cv2.blur(np.abs(pa.astype(np.float32) - pb.astype(np.float32)).mean(-1), (3, 3)) <= STILL_TOLERANCE
+    fw[still] = 0.0
+    bw[still] = 0.0
     occ, dis = inconsistent(fw, bw), inconsistent(bw, fw)
     photo = np.abs(np_warp(pa.astype(np.float32), bw) - pb.astype(np.float32)).mean(-1) <= PHOTO_TOLERANCE
     size, dev = tuple(out_size), prev_lr.device
