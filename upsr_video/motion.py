@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .eval.flow import occlusion_mask
 from .eval.flow import warp as np_warp  # the metrics' cv2 backward warp: same convention
 
 
@@ -69,15 +70,6 @@ def warp(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
     return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
-def inconsistent(fw: np.ndarray, bw: np.ndarray) -> np.ndarray:
-    """Forward-backward check (Sundaram et al. 2010, the first term of Lai et al.'s mask): True where the flow
-    `fw` (HxWx2) is unreliable, i.e. fw(x) + bw(x + fw(x)) does not return to x. The motion-boundary term of the
-    metric's mask is left out: at LR it flags most textured moving pixels."""
-    back = np_warp(bw, fw)
-    sq = lambda f: (f**2).sum(-1)  # noqa: E731
-    return sq(fw + back) > 0.01 * (sq(fw) + sq(back)) + 0.5
-
-
 @dataclass
 class Motion:
     """Motion between frames t-1 and t at the output size (pixels of the output grid).
@@ -122,7 +114,7 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     still = cv2.blur(np.abs(pa.astype(np.float32) - pb.astype(np.float32)).mean(-1), (3, 3)) <= STILL_TOLERANCE
     fw[still] = 0.0
     bw[still] = 0.0
-    occ, dis = inconsistent(fw, bw), inconsistent(bw, fw)
+    occ, dis = occlusion_mask(fw, bw, boundary=False), occlusion_mask(bw, fw, boundary=False)
     photo = np.abs(np_warp(pa.astype(np.float32), bw) - pb.astype(np.float32)).mean(-1) <= PHOTO_TOLERANCE
     size, dev = tuple(out_size), prev_lr.device
     return Motion(up_flow(fw, size).to(dev), up_flow(bw, size).to(dev), up_mask(occ, size).to(dev),

@@ -67,7 +67,7 @@ def _sq(f: np.ndarray) -> np.ndarray:
     return f[..., 0] ** 2 + f[..., 1] ** 2
 
 
-def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray) -> np.ndarray:
+def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray, boundary: bool = True) -> np.ndarray:
     """Occlusion / motion-boundary mask of Lai et al. 2018 (after Ruder et al. 2016), True = unreliable.
 
     `flow_fw` is defined on the grid the mask is for (frame A, pointing to frame B); `flow_bw` is the
@@ -80,12 +80,16 @@ def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray) -> np.ndarray:
     The gradient is taken of the flow that lives on the mask's grid.  Lai's code names it ``bw_flow``
     inside ``detect_occlusion`` but calls ``detect_occlusion(bw_flow, fw_flow)`` for the warping error,
     i.e. exactly this.  Gradients are forward differences (zero on the last row/column), as there.
+    boundary=False keeps only the fw-bw check (Sundaram et al. 2010): the model's LR flow uses that, because at
+    LR the boundary term flags most textured moving pixels.
     """
     if flow_fw.shape != flow_bw.shape or flow_fw.ndim != 3 or flow_fw.shape[2] != 2:
         raise ValueError(f"flows must both be HxWx2, got {flow_fw.shape} and {flow_bw.shape}")
     f = flow_fw.astype(np.float32)
     bw = warp(flow_bw.astype(np.float32), f)
     inconsistent = _sq(f + bw) > 0.01 * (_sq(f) + _sq(bw)) + 0.5
+    if not boundary:
+        return inconsistent
     du = np.zeros_like(f)
     dv = np.zeros_like(f)
     du[:, :-1] = f[:, :-1] - f[:, 1:]
