@@ -95,6 +95,14 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _which_package(module_file: str, code) -> str:
+    """Which code a run imported (a check that a baseline really ran the old package), without machine paths."""
+    where = Path(module_file).resolve()
+    if code and where.is_relative_to(Path(code).resolve()):
+        return "baseline worktree"
+    return "this checkout" if where.is_relative_to(REPO) else "another installation"
+
+
 def run_one(cfg: dict) -> int:
     """Child: one end-to-end run; prints one JSON line."""
     import torch
@@ -129,7 +137,7 @@ def run_one(cfg: dict) -> int:
                       "between_batches_s": sum(b[0] - a[1] for a, b in zip(calls, calls[1:])),
                       "input_size": s["input_size"], "output_size": s["output_size"], "steps": s["steps"],
                       "maxrss_mib": _maxrss_mib(), "threads": torch.get_num_threads(),
-                      "package": str(Path(upsr_video.__file__).resolve().parents[1])}))
+                      "package": _which_package(upsr_video.__file__, cfg.get("code"))}))
     return 0
 
 

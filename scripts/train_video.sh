@@ -14,12 +14,17 @@ cp runs/g-video/model.safetensors runs/g-video-3000.safetensors
 python -m training upsr --config configs/upsr-video.yaml --set steps=2000 --set aux_checkpoint=runs/g-video-3000.safetensors
 python -m training g --config configs/g-video.yaml
 python -m training upsr --config configs/upsr-video.yaml
+# Session 5: both fine-tuned with the blur stated in LR pixels and half the crops blurred / coded (why: the
+# configs' headers); each starts from the weights above (init_from) in its own run directory.
+python -m training g --config configs/g-video-ft.yaml
+python -m training upsr --config configs/upsr-video-ft.yaml
 CKPT=checkpoints/upsr-small-video.safetensors
 OUT=reports/video_candidate
-python scripts/bundle_checkpoint.py runs/upsr-video/model.safetensors $CKPT --name upsr-small-video \
-    --note "configs/g-video.yaml (8000 steps) + configs/upsr-video.yaml (3000 steps), scripts/train_video.sh"
-python scripts/calibrate_start_step.py --checkpoint $CKPT --degradation-config configs/upsr-video.yaml \
-    --out runs/upsr-video/start_steps.json --report $OUT/start_step_calibration.json --plot $OUT/start_step_calibration.png
-python scripts/bundle_checkpoint.py $CKPT $CKPT --name upsr-small-video --start-steps runs/upsr-video/start_steps.json
-python scripts/plot_training.py runs/g-video runs/upsr-video -o $OUT/training_curves.png
+python scripts/bundle_checkpoint.py runs/upsr-video-ft/model.safetensors $CKPT --name upsr-small-video \
+    --note "g: configs/g-video.yaml (8000 steps) + g-video-ft.yaml (3000); denoiser: configs/upsr-video.yaml (3000) + upsr-video-ft.yaml (1000); scripts/train_video.sh"
+python scripts/calibrate_start_step.py --checkpoint $CKPT --degradation-config configs/upsr-video-ft.yaml \
+    --out runs/upsr-video-ft/start_steps.json --report $OUT/start_step_calibration.json --plot $OUT/start_step_calibration.png
+python scripts/bundle_checkpoint.py $CKPT $CKPT --name upsr-small-video --start-steps runs/upsr-video-ft/start_steps.json
+python scripts/plot_training.py runs/g-video runs/g-video-ft runs/upsr-video runs/upsr-video-ft -o $OUT/training_curves.png
+python scripts/holdout_choice.py upsr_video/weights/upsr-small-default.safetensors $CKPT --json $OUT/holdout_choice.json
 python scripts/quality_bars.py --checkpoint $CKPT --json $OUT/quality_bars.json || true
