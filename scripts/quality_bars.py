@@ -6,7 +6,7 @@
 
 Sections (--only):
   vid4      Vid4 GT (4 clips, first 10 frames), LR = Gaussian blur sigma 1.6 (13x13) + x4 at pixel centres;
-            UPSR through the shipped video path (shared shot noise, smoothed uncertainty, calibrated start)
+            UPSR through the shipped video path (the default --temporal mode, calibrated start)
   web       the same GT down-scaled x2 (area), encoded as a clip with H.264 (libx264 CRF 26, yuv420p), decoded, x2
   set14     Set14 x4 (the set's LR) with LPIPS; x2 and x3 with LR made by antialiased bicubic
   denoise   Set14 x4: start from the forward marginal of the ground truth at each step t vs from g at t
@@ -45,6 +45,7 @@ from upsr_video.eval.fidelity import psnr_y
 from upsr_video.eval.lpips_alex import load_lpips
 from upsr_video.eval.sr_bench import load_pairs, to_tensor, to_uint8
 from upsr_video.startstep import resolve_start
+from upsr_video.temporal import TemporalOptions
 from upsr_video.tiling import crop_to, pad_to_multiple
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -109,7 +110,7 @@ def video_section(name: str, clips: dict, scale: int, spec, pipe, lpips_model, s
         outs = {"bicubic": [bicubic(f, size) for f in lr]}
         outs["g"] = run_method("g", lr, size, pipe, [0], seed)[0]
         if pipe.is_diffusion:
-            outs["upsr"] = run_method("upsr-shared", lr, size, pipe, [0], seed, start)[0]
+            outs["upsr"] = run_method(f"upsr-{TemporalOptions.mode}", lr, size, pipe, [0], seed, start)[0]
         for m, o in outs.items():
             s = frame_scores(o, gt, scale, lpips_model)
             acc.setdefault(m, []).append(s)

@@ -61,7 +61,7 @@ def upscale_options(f):
                           "(N < T: truncated start at step N-1; T: full sampling)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--temporal", type=click.Choice(["flow", "flow-recurrent", "recurrent", "shared", "independent"]),
-                     default="flow", show_default=True,
+                     default=UpscaleOptions.temporal, show_default=True,
                      help="flow: noise and uncertainty follow optical flow; recurrent: the start re-uses the warped "
                           "previous output; flow-recurrent: both; shared: one screen-fixed noise per shot; "
                           "independent: per-frame noise."),

@@ -36,7 +36,7 @@ class UpscaleOptions:
     checkpoint: Optional[str] = None  # None: the bundled default
     seed: int = 0
     steps: int | str = "auto"  # "auto" (calibrated per scale factor) | N denoiser calls, 1..T (T: full sampling)
-    temporal: str = "flow"  # one of temporal.MODES
+    temporal: str = TemporalOptions.mode  # one of temporal.MODES
     anchor: float = 0.5  # recurrent modes: weight of the warped previous output in the start anchor
     window: int = 4
     decay: float = 0.6
