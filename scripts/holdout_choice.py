@@ -19,12 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_bars import SHARED, bd_x4, bicubic, g_only, h264_round_trip, image_method, lp  # noqa: E402
+from quality_bars import SHARED, bd_x4, bicubic, g_only, image_method, lp, web_lr  # noqa: E402
 
 from upsr_video.checkpoint import load_pipeline  # noqa: E402
 from upsr_video.eval.fidelity import psnr_y  # noqa: E402
@@ -52,17 +51,12 @@ def holdout_crops(per_image: int, every: int = 20) -> list[np.ndarray]:
     return out
 
 
-def web_x2(hr: np.ndarray) -> np.ndarray:
-    small = cv2.resize(hr, (hr.shape[1] // 2, hr.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    return h264_round_trip([small], 26)[0]
-
-
 DEGRADATIONS = {
     "bicubic x2": (2, lambda hr: bicubic_downscale(hr, 2)),
     "bicubic x3": (3, lambda hr: bicubic_downscale(hr, 3)),
     "bicubic x4": (4, lambda hr: bicubic_downscale(hr, 4)),
     "BD x4": (4, bd_x4),
-    "H.264 x2": (2, web_x2),
+    "H.264 x2": (2, lambda hr: web_lr([hr])[0]),  # the web bar's degradation, one frame
 }
 
 

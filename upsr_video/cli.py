@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 import click
 
 from .process import UpscaleError, UpscaleOptions
+from .temporal import MODES
 
 
 class Progress:
@@ -60,12 +61,11 @@ def upscale_options(f):
                      help="Denoiser calls per frame: auto (calibrated per scale factor) or N in 1..T "
                           "(N < T: truncated start at step N-1; T: full sampling)."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--temporal", type=click.Choice(["flow", "flow-recurrent", "recurrent", "shared", "independent"]),
-                     default=UpscaleOptions.temporal, show_default=True,
+        click.option("--temporal", type=click.Choice(MODES), default=UpscaleOptions.temporal, show_default=True,
                      help="flow: noise and uncertainty follow optical flow; recurrent: the start re-uses the warped "
                           "previous output; flow-recurrent: both; shared: one screen-fixed noise per shot; "
                           "independent: per-frame noise."),
-        click.option("--anchor-strength", "anchor", type=click.FloatRange(0, 1, max_open=True), default=0.5,
+        click.option("--anchor-strength", "anchor", type=click.FloatRange(0, 1, max_open=True), default=UpscaleOptions.anchor,
                      show_default=True, help="Recurrent modes: weight of the warped previous output in the start."),
         click.option("--scene-threshold", type=float, default=None, help="Scene-cut threshold (default: detector's)."),
         click.option("--tile", type=int, default=None, help="Tile size in input pixels (bounds memory)."),
@@ -189,8 +189,8 @@ def upscale(input, output, overwrite, workers, ray_address, segment_frames, no_r
 @click.argument("input", type=click.Path(exists=True))
 @click.option("--gt", type=click.Path(exists=True), default=None, help="Ground-truth frames folder or video (fidelity metrics, tOF, tLPIPS).")
 @click.option("--make-lr", type=int, default=None, help="INPUT is high-res: make the LR by bicubic down-scaling by this factor (then INPUT is the GT).")
-@click.option("--methods", default=",".join(["bicubic", "lanczos", "g", "upsr-independent", "upsr-shared", "upsr-flow",
-                                             "upsr-recurrent", "upsr-flow-recurrent", "unw-off"]), show_default=True)
+@click.option("--methods", default=None, help="Comma-separated methods [default: all: bicubic, lanczos, g, "
+              "upsr-<mode> for every --temporal mode, unw-off].")
 @click.option("--scale", type=int, default=4, show_default=True, help="Up-scaling factor of the comparison.")
 @click.option("--checkpoint", default=None, help="Checkpoint (default: bundled).")
 @click.option("--max-frames", type=int, default=None)
@@ -207,7 +207,7 @@ def compare(input, gt, make_lr, methods, scale, checkpoint, max_frames, seed, st
     from .startstep import StepsError, resolve_start
 
     try:
-        names = [m.strip() for m in methods.split(",") if m.strip()]
+        names = [m.strip() for m in methods.split(",") if m.strip()] if methods else list(cmp.ALL_METHODS)
         bad = [m for m in names if m not in cmp.ALL_METHODS]
         if bad:
             raise UpscaleError(f"unknown method(s) {', '.join(bad)}; known: {', '.join(cmp.ALL_METHODS)}")

@@ -25,7 +25,6 @@ from .eval.flow import occlusion_mask
 from .eval.flow import warp as np_warp  # the metrics' cv2 backward warp: same convention
 
 
-
 def make_dis():
     """DIS, MEDIUM preset refined down to the finest scale (patch 8, stride 3): on Vid4 BDx4 LR frames its
     end-point error against flow measured on the HR frames is 0.07 LR px, against 0.12 for plain MEDIUM, 0.13 for

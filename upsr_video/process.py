@@ -37,9 +37,9 @@ class UpscaleOptions:
     seed: int = 0
     steps: int | str = "auto"  # "auto" (calibrated per scale factor) | N denoiser calls, 1..T (T: full sampling)
     temporal: str = TemporalOptions.mode  # one of temporal.MODES
-    anchor: float = 0.5  # recurrent modes: weight of the warped previous output in the start anchor
-    window: int = 4
-    decay: float = 0.6
+    anchor: float = TemporalOptions.anchor  # recurrent modes: weight of the warped previous output in the start
+    window: int = TemporalOptions.window
+    decay: float = TemporalOptions.decay
     scene_threshold: Optional[float] = None
     tile: Optional[int] = None  # LR pixels; None: automatic bound
     device: str = "auto"

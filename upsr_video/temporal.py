@@ -63,6 +63,10 @@ class TemporalOptions:
         return self.mode in ("flow", "recurrent", "flow-recurrent")
 
     @property
+    def flow_noise(self) -> bool:
+        return self.mode in ("flow", "flow-recurrent")
+
+    @property
     def anchored(self) -> bool:
         return self.mode in ("recurrent", "flow-recurrent") and self.anchor > 0
 
@@ -78,7 +82,7 @@ class TemporalOptions:
         docstring: exact without anchoring, >= 50 dB with it)."""
         if self.mode == "independent":
             return 0
-        noise = 2 * self.noise_period - 1 if self.mode in ("flow", "flow-recurrent") else 0
+        noise = 2 * self.noise_period - 1 if self.flow_noise else 0
         return max(self.window, noise, self.recurrent_context)
 
 
@@ -158,10 +162,9 @@ class TemporalUPSR:
         return a * self._chains[j].eps + math.sqrt(1 - a * a) * self._chains[j - 1].eps
 
     def _noise(self, shape, idx: int, motion: Optional[mo.Motion]) -> Tensor:
-        mode = self.opts.mode
-        if mode == "independent":
+        if self.opts.mode == "independent":
             return self.pipe.noise(shape, self.opts.seed, "frame", idx)
-        if mode in ("flow", "flow-recurrent"):
+        if self.opts.flow_noise:
             return self._flow_noise(shape, idx, motion)
         if self._shot_eps is None:
             self._shot_eps = self.pipe.noise(shape, self.opts.seed, "shot", self._shot)
