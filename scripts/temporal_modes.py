@@ -7,7 +7,13 @@ E_warp and flicker only (flow on the bicubic up-sampled input). Prints the table
 bars, writes `table.json` and a crop strip (`strip.png`: a crop of consecutive frames per mode, and the
 amplified difference between each frame and its motion-compensated predecessor) into --out.
 
+`--data holdout` runs the same table on the training pool's held-out images made into clips of known motion
+(upsr_video.eval.motion_clips: pans of 0.25-3 LR px per frame and a sprite crossing against them, same BDx4
+degradation) and applies the default-mode rule (`choose`); Vid4 and bikes only report. `--anchor 0.3,0.5,0.7`
+sweeps the anchoring strength of the recurrent modes.
+
     python scripts/temporal_modes.py --checkpoint checkpoints/upsr-small-video.safetensors
+    python scripts/temporal_modes.py --data holdout --anchor 0.3,0.5,0.7 --checkpoint checkpoints/upsr-small-video.safetensors
     python scripts/temporal_modes.py --flow-presets   # the flow estimator's accuracy/cost measurement only
 """
 from __future__ import annotations
@@ -30,6 +36,7 @@ from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa
 from upsr_video.eval.compare import evaluate, read_frames, run_temporal  # noqa: E402
 from upsr_video.eval.flow import dis_flow as hr_flow, warp as np_warp  # noqa: E402
 from upsr_video.eval.lpips_alex import load_lpips  # noqa: E402
+from upsr_video.eval.motion_clips import HOLDOUT_MOTIONS, fit_orientation, moving_clip  # noqa: E402
 from upsr_video.motion import make_dis  # noqa: E402
 from upsr_video.startstep import resolve_start  # noqa: E402
 from upsr_video.temporal import MODES, TemporalOptions  # noqa: E402
@@ -69,15 +76,56 @@ def flow_presets() -> None:
         print(f"{name:28s} EPE {np.mean(epe):.3f} LR px   {1000 * np.mean(secs):6.2f} ms per pair", flush=True)
 
 
-def run_modes(pipe, lr, size, cuts, start, seed, anchor, modes) -> tuple[dict, dict, dict]:
+def run_modes(pipe, lr, size, cuts, start, configs: dict) -> tuple[dict, dict, dict]:
+    """configs: {label: TemporalOptions}. Outputs (with bicubic), seconds per frame and flow share per label."""
     outs, secs, share = {"bicubic": [bicubic(f, size) for f in lr]}, {}, {}
-    for m in modes:
+    for label, opts in configs.items():
         t0 = time.perf_counter()
-        outs[m], runner = run_temporal(TemporalOptions(m, seed=seed, anchor=anchor), lr, size, pipe, cuts, start)
-        secs[m] = (time.perf_counter() - t0) / len(lr)
+        outs[label], runner = run_temporal(opts, lr, size, pipe, cuts, start)
+        secs[label] = (time.perf_counter() - t0) / len(lr)
         s = runner.seconds
-        share[m] = (s["flow"] + s["warp"]) / s["model"]
+        share[label] = (s["flow"] + s["warp"]) / s["model"]
     return outs, secs, share
+
+
+def mode_configs(modes: list[str], anchors: list[float], seed: int) -> dict:
+    """One TemporalOptions per mode, and per anchor strength for the anchored modes (labels `mode a=0.5` when
+    more than one strength is swept)."""
+    out = {}
+    for m in modes:
+        if m in ("recurrent", "flow-recurrent") and len(anchors) > 1:
+            out.update({f"{m} a={a:g}": TemporalOptions(m, seed=seed, anchor=a) for a in anchors})
+        else:
+            out[m] = TemporalOptions(m, seed=seed, anchor=anchors[0])
+    return out
+
+
+def holdout_clips(frames: int) -> dict:
+    """The held-out training-pool images (training.data.holdout_split, as training validates) made into clips of
+    known motion (upsr_video.eval.motion_clips.HOLDOUT_MOTIONS; the sprite is cut from the next held-out image),
+    LR by the Vid4 bars' degradation (bd_x4). {name: (lr, gt)}."""
+    from training.data import holdout_split
+
+    _, val = holdout_split([SHARED / "data/images/train_hr"], 20)
+    ims = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in val]
+    out = {}
+    for i, im in enumerate(ims):
+        spec = fit_orientation(HOLDOUT_MOTIONS[i % len(HOLDOUT_MOTIONS)], im.shape[:2])
+        gt = moving_clip(im, ims[(i + 1) % len(ims)], spec, frames)
+        out[Path(val[i]).stem.removesuffix("_SRF_4_HR")] = ([bd_x4(f) for f in gt], gt)
+    return out
+
+
+def choose(ratios: dict) -> str:
+    """The default-mode rule (applied to held-out clips only): the configuration that passes the most of the
+    issue's quality bars (tOF, tLP, E_warp, PSNR-Y within 0.2 dB, LPIPS within 1.05x of the best); among equals
+    an unanchored mode first (its segments match an uninterrupted run bit for bit, which the Ray and resume paths
+    promise; anchored modes only to >= 50 dB), then the lowest E_warp. The cost bar (flow share) is measured by
+    benchmarks/temporal_cost.py at Vid4's size and reported, not ranked here."""
+    quality = ("tof <= 0.9x bicubic", "tLP <= 0.4x bicubic", "E_warp <= 0.8x independent",
+               "PSNR-Y within 0.2 dB of best", "LPIPS <= 1.05x best")
+    return min(ratios, key=lambda m: (-sum(ratios[m]["bars"][k] for k in quality), "recurrent" in m,
+                                      ratios[m]["e_warp_vs_independent"] or 1.0))
 
 
 def strip(outs: dict, gt: list[np.ndarray], path: Path, crop_frac=0.25) -> None:
@@ -104,12 +152,15 @@ def strip(outs: dict, gt: list[np.ndarray], path: Path, crop_frac=0.25) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=str(default_checkpoint_path()))
+    ap.add_argument("--data", choices=("vid4", "holdout"), default="vid4",
+                    help="vid4: the test clips (report only); holdout: held-out pool images with known motion (choose)")
     ap.add_argument("--steps", default="auto", help="denoiser calls: auto (the calibrated start step) or N")
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--anchor", type=float, default=TemporalOptions.anchor, help="recurrent anchoring strength")
-    ap.add_argument("--frames", type=int, default=10, help="Vid4 frames per clip")
-    ap.add_argument("--clips", default=",".join(VID4))
-    ap.add_argument("--bikes-frames", type=int, default=20, help="bikes.mp4 frames (0: skip)")
+    ap.add_argument("--anchor", default=str(TemporalOptions.anchor),
+                    help="recurrent anchoring strength; a comma list sweeps it for the anchored modes")
+    ap.add_argument("--frames", type=int, default=10, help="frames per clip")
+    ap.add_argument("--clips", default=None, help="Vid4 clips (default: all four) or held-out clip names")
+    ap.add_argument("--bikes-frames", type=int, default=20, help="bikes.mp4 frames with --data vid4 (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lpips-weights", default=os.environ.get("UPSR_LPIPS_WEIGHTS", str(SHARED / "weights/lpips_alex_v0.1.safetensors")))
@@ -120,54 +171,64 @@ def main(argv=None) -> int:
     if a.flow_presets:
         flow_presets()
         return 0
-    modes = [m for m in a.modes.split(",") if m]
+    anchors = [float(x) for x in a.anchor.split(",") if x]
+    configs = mode_configs([m for m in a.modes.split(",") if m], anchors, a.seed)
+    labels = list(configs)
     steps = a.steps if a.steps == "auto" else int(a.steps)
     spec, pipe = load_pipeline(a.checkpoint)
     lp = load_lpips(a.lpips_weights)
     ck = Path(a.checkpoint).resolve()
-    res: dict = {"checkpoint": str(ck.relative_to(ROOT)) if ck.is_relative_to(ROOT) else ck.name, "steps": a.steps,
-                 "anchor": a.anchor, "frames": a.frames, "seed": a.seed}
+    res: dict = {"checkpoint": str(ck.relative_to(ROOT)) if ck.is_relative_to(ROOT) else ck.name, "data": a.data,
+                 "steps": a.steps, "anchor": anchors, "frames": a.frames, "seed": a.seed}
     start = resolve_start(spec, 4.0, steps)
     res["start_step"] = start
+    if a.data == "vid4":
+        names = a.clips.split(",") if a.clips else list(VID4)
+        clips = {}
+        for clip in names:
+            gt = read_frames(SHARED / "data/vid4/GT" / clip, a.frames)
+            gt = [np.ascontiguousarray(f[: f.shape[0] // 4 * 4, : f.shape[1] // 4 * 4]) for f in gt]
+            clips[clip] = ([bd_x4(f) for f in gt], gt)
+    else:
+        clips = holdout_clips(a.frames)
+        if a.clips:
+            clips = {k: clips[k] for k in a.clips.split(",")}
     per_clip: dict[str, list[dict]] = {}
     secs_all: dict[str, list[float]] = {}
     shares: dict[str, list[float]] = {}
-    for clip in a.clips.split(","):
-        gt = read_frames(SHARED / "data/vid4/GT" / clip, a.frames)
-        gt = [np.ascontiguousarray(f[: f.shape[0] // 4 * 4, : f.shape[1] // 4 * 4]) for f in gt]
-        lr = [bd_x4(f) for f in gt]
-        outs, secs, share = run_modes(pipe, lr, gt[0].shape[:2], [0], start, a.seed, a.anchor, modes)
+    for i, (clip, (lr, gt)) in enumerate(clips.items()):
+        outs, secs, share = run_modes(pipe, lr, gt[0].shape[:2], [0], start, configs)
         rows, _ = evaluate(outs, lr, gt, [0], 4, lp, secs)
         for r in rows:
             per_clip.setdefault(r["method"], []).append({"clip": clip, **r})
-            print(f"  {clip:9s} {r['method']:15s} " + "  ".join(f"{k} {r[k]:.5g}" for k in METRICS), flush=True)
-        for m in modes:
+            print(f"  {clip:18s} {r['method']:20s} " + "  ".join(f"{k} {r[k]:.5g}" for k in METRICS), flush=True)
+        for m in labels:
             secs_all.setdefault(m, []).append(secs[m])
             shares.setdefault(m, []).append(share[m])
-        if a.out and clip == "calendar":
+        if a.out and (clip == "calendar" or (a.data == "holdout" and i == 0)):
             strip(outs, gt, Path(a.out) / "strip.png")
-    vid4 = {m: {k: float(np.mean([r[k] for r in rows])) for k in METRICS} for m, rows in per_clip.items()}
-    for m in modes:
-        vid4[m]["s_per_frame"] = float(np.mean(secs_all[m]))
-        vid4[m]["flow_share"] = float(np.mean(shares[m]))
-    res["vid4"], res["vid4_per_clip"] = vid4, per_clip
-    if a.bikes_frames:
+    table = {m: {k: float(np.mean([r[k] for r in rows])) for k in METRICS} for m, rows in per_clip.items()}
+    for m in labels:
+        table[m]["s_per_frame"] = float(np.mean(secs_all[m]))
+        table[m]["flow_share"] = float(np.mean(shares[m]))
+    res["table"], res["per_clip"] = table, per_clip
+    if a.data == "vid4" and a.bikes_frames:
         frames = read_frames(SHARED / "data/video/bikes.mp4", a.bikes_frames)
         size = (frames[0].shape[0] * 2, frames[0].shape[1] * 2)
         cuts = cuts_of_frames(frames)
         bstart = resolve_start(spec, 2.0, steps)
-        outs, secs, share = run_modes(pipe, frames, size, cuts, bstart, a.seed, a.anchor, modes)
+        outs, secs, share = run_modes(pipe, frames, size, cuts, bstart, configs)
         rows, _ = evaluate(outs, frames, None, cuts, 2, None, secs)
         res["bikes"] = {r["method"]: {"e_warp": r["e_warp"], "flicker": r["flicker"],
                                       **({"s_per_frame": secs[r["method"]], "flow_share": share[r["method"]]}
                                          if r["method"] in secs else {})} for r in rows}
         res["bikes_cuts"], res["bikes_start_step"] = cuts, bstart
-    b, ind = vid4["bicubic"], vid4.get("independent")
-    best_psnr = max(vid4[m]["psnr_y"] for m in modes)
-    best_lp = min(vid4[m]["lpips"] for m in modes)
+    b, ind = table["bicubic"], table.get("independent")
+    best_psnr = max(table[m]["psnr_y"] for m in labels)
+    best_lp = min(table[m]["lpips"] for m in labels)
     ratios = {}
-    for m in modes:
-        v = vid4[m]
+    for m in labels:
+        v = table[m]
         ratios[m] = {"tof_vs_bicubic": v["tof"] / b["tof"], "tlp_vs_bicubic": v["tlpips"] / b["tlpips"],
                      "e_warp_vs_independent": v["e_warp"] / ind["e_warp"] if ind else None,
                      "psnr_below_best": best_psnr - v["psnr_y"], "lpips_vs_best": v["lpips"] / best_lp}
@@ -177,23 +238,27 @@ def main(argv=None) -> int:
         r["bars"] = {"tof <= 0.9x bicubic": r["tof_vs_bicubic"] <= 0.9, "tLP <= 0.4x bicubic": r["tlp_vs_bicubic"] <= 0.4,
                      "E_warp <= 0.8x independent": r["e_warp_vs_independent"] is not None and r["e_warp_vs_independent"] <= 0.8,
                      "PSNR-Y within 0.2 dB of best": r["psnr_below_best"] <= 0.2, "LPIPS <= 1.05x best": r["lpips_vs_best"] <= 1.05,
-                     "flow + warp <= 15% of model time": vid4[m]["flow_share"] <= 0.15}
+                     "flow + warp <= 15% of model time": table[m]["flow_share"] <= 0.15}
     res["ratios"] = ratios
-    print(f"\ncheckpoint {res['checkpoint']}, steps {a.steps} (start step {start}), anchor {a.anchor}, "
-          f"Vid4 BDx4 {a.frames} frames x {len(per_clip['bicubic'])} clips")
+    where = f"Vid4 BDx4 {a.frames} frames x {len(clips)} clips" if a.data == "vid4" else \
+        f"held-out pool clips (known motion, BDx4) {a.frames} frames x {len(clips)}"
+    print(f"\ncheckpoint {res['checkpoint']}, steps {a.steps} (start step {start}), anchor {a.anchor}, {where}")
     print("| mode | PSNR-Y | LPIPS | tOF | tLP | E_warp | flicker | s/frame | flow share | bikes E_warp | bikes flicker |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for m in ["bicubic", *modes]:
-        v, bk = vid4[m], res.get("bikes", {}).get(m, {})
+    for m in ["bicubic", *labels]:
+        v, bk = table[m], res.get("bikes", {}).get(m, {})
         print(f"| {m} | {v['psnr_y']:.3f} | {v['lpips']:.4f} | {v['tof']:.4f} | {v['tlpips']:.3f} | {v['e_warp']:.6f} | "
               f"{v['flicker']:.5f} | {v.get('s_per_frame', float('nan')):.2f} | {v.get('flow_share', float('nan')):.3f} | "
               f"{bk.get('e_warp', float('nan')):.7f} | {bk.get('flicker', float('nan')):.5f} |")
     print()
-    for m in modes:
+    for m in labels:
         r = ratios[m]
-        print(f"{m:15s} tOF/bicubic {r['tof_vs_bicubic']:.3f}  tLP/bicubic {r['tlp_vs_bicubic']:.3f}  E_warp/independent "
+        print(f"{m:20s} tOF/bicubic {r['tof_vs_bicubic']:.3f}  tLP/bicubic {r['tlp_vs_bicubic']:.3f}  E_warp/independent "
               f"{r['e_warp_vs_independent'] or float('nan'):.3f}  PSNR below best {r['psnr_below_best']:.3f} dB  "
               f"LPIPS/best {r['lpips_vs_best']:.3f}  bars " + ", ".join(f"{k}: {'PASS' if ok else 'FAIL'}" for k, ok in r["bars"].items()))
+    if a.data == "holdout" and ind:
+        res["choice"] = choose(ratios)
+        print(f"\nchoice by the default-mode rule (most quality bars passed, then unanchored, then lowest E_warp): {res['choice']}")
     if a.out:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)

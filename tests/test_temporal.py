@@ -58,6 +58,35 @@ def test_without_context_the_smoothing_differs():
     assert not torch.equal(whole[5], cold)
 
 
+def test_smoothed_uncertainty_is_the_decayed_mean_of_the_motion_compensated_history():
+    """|psi| smoothing against an independent numpy computation: an integer translation (exact for any bilinear
+    warp), border replicated, disoccluded pixels taking the newest map, weights decay**age over window + 1 maps."""
+    import numpy as np
+
+    from upsr_video.motion import Motion
+
+    h, w, window, decay = 16, 20, 3, 0.6
+    r = TemporalUPSR(_pipe(), TemporalOptions("flow", window=window, decay=decay), (h, w))
+    rng = np.random.default_rng(0)
+    psis = [rng.random((3, h, w)).astype(np.float32) for _ in range(7)]
+    bx, by = -2, 1  # bw: frame t's pixel x shows frame t-1's x + (bx, by)
+    dis = np.zeros((h, w), bool)
+    dis[:, :3] = True
+    motion = Motion(fw=torch.zeros(1, 2, h, w), bw=torch.tensor([bx, by], dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, h, w).contiguous(),
+                    occluded=torch.zeros(1, 1, h, w, dtype=torch.bool), disoccluded=torch.from_numpy(dis)[None, None],
+                    reliable=torch.ones(1, 1, h, w, dtype=torch.bool))
+    ys = np.clip(np.arange(h) + by, 0, h - 1)[:, None]
+    xs = np.clip(np.arange(w) + bx, 0, w - 1)[None, :]
+    hist: list = []  # newest last, each on the current frame's grid
+    for t, p in enumerate(psis):
+        hist = [np.where(dis, p, m[:, ys, xs]) for m in hist][-window:] + [p]
+        wts = [decay**j for j in range(len(hist))]
+        expect = sum(wj * m for wj, m in zip(wts, hist[::-1])) / sum(wts)
+        r._advance_hist(torch.from_numpy(p)[None], 10 + t, motion if t else None)
+        got = r._smoothed(10 + t)[0].numpy()
+        assert np.abs(got - expect).max() < 1e-5, t
+
+
 def test_shared_noise_within_shot_and_reset_at_cut():
     pipe, frames = _pipe(), _frames(6)
     frames = [frames[0]] * 6  # a static shot: identical inputs

@@ -13,6 +13,7 @@ the statistics are exact, and slow motion accumulates in the sub-pixel positions
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -52,15 +53,32 @@ def _to_t(a: np.ndarray) -> Tensor:
     return (t.permute(2, 0, 1) if t.ndim == 3 else t[None])[None]
 
 
+@functools.lru_cache(maxsize=8)
 def grid_coords(h: int, w: int, device=None) -> Tensor:
-    """[1,2,h,w] pixel coordinates (x, y)."""
+    """[1,2,h,w] pixel coordinates (x, y). Cached (per size and device): never modify the result in place."""
     ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
                             torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
     return torch.stack([xs, ys])[None]
 
 
 def warp(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
-    """Backward warp out(x) = img(x + flow(x)); img [N,C,H,W], flow [N,2,H,W] in pixels; border replicated."""
+    """Backward warp out(x) = img(x + flow(x)); img [N,C,H,W], flow [N,2,H,W] in pixels; border replicated;
+    mode bilinear or bicubic (Keys, a = -0.75, in both implementations below).
+
+    On the CPU a single frame goes through cv2.remap, about 3x faster than grid_sample for a stack of maps (the
+    |psi| history is 12 channels at the output size); it reads and returns channels-last memory, so a
+    channels-last img costs no copy. cv2 quantises the sub-pixel weights to 1/32 pixel. Elsewhere grid_sample."""
+    if img.device.type == "cpu" and img.shape[0] == 1 and flow.shape[0] == 1:
+        h, w = flow.shape[-2:]
+        fl = flow[0].float().numpy()
+        g = grid_coords(h, w)[0].numpy()
+        hwc = img[0].permute(1, 2, 0)
+        src = hwc.numpy() if hwc.is_contiguous() and img.dtype == torch.float32 else np.ascontiguousarray(hwc.float().numpy())
+        interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode]
+        out = cv2.remap(src, g[0] + fl[0], g[1] + fl[1], interpolation=interp, borderMode=cv2.BORDER_REPLICATE)
+        if out.ndim == 2:  # cv2 drops a single channel
+            out = out[..., None]
+        return torch.from_numpy(out).permute(2, 0, 1)[None].to(img.dtype)
     h, w = flow.shape[-2:]
     pos = grid_coords(h, w, flow.device) + flow
     gx = pos[:, 0] / max(w - 1, 1) * 2 - 1
@@ -134,24 +152,29 @@ class NoiseParticles:
 
 def transport(p: NoiseParticles, motion: Motion, fresh: Tensor) -> NoiseParticles:
     """Move the samples along motion.fw to frame t (see the module docstring); `fresh` ([1,C,H,W] N(0, 1), drawn
-    from the seed and the frame index) fills the pixels no sample reaches and the disoccluded ones."""
+    from the seed and the frame index) fills the pixels no sample reaches and the disoccluded ones.
+
+    Per target pixel the sample that lands closest wins (ties: the lower source index), found with one
+    scatter-amin of the key (distance rank, source index); samples that leave the frame or are occluded go to a
+    spare bin past the last pixel, so no array is compacted."""
     h, w = p.eps.shape[-2:]
     n = h * w
-    pos = grid_coords(h, w, p.eps.device) + p.offset + motion.fw.float()
-    tgt = torch.floor(pos + 0.5)  # not round(): half-to-even would send x + 0.5 and x + 1.5 to one pixel
-    off = pos - tgt
-    tx, ty = tgt[0, 0].long(), tgt[0, 1].long()
+    pos = grid_coords(h, w, p.eps.device).add(p.offset).add_(motion.fw.float())
+    tgt = pos.add(0.5).floor_()  # not round(): half-to-even would send x + 0.5 and x + 1.5 to one pixel
+    off = pos.sub_(tgt)  # in [-0.5, 0.5)
+    tgt = tgt.long()
+    tx, ty = tgt[0, 0], tgt[0, 1]
     ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & ~motion.occluded[0, 0]
-    src = torch.arange(n, device=p.eps.device).view(h, w)
-    # per target pixel the source that lands closest wins (ties: the lower source index): key = dist rank, index
-    dist = (off**2).sum(1)[0]
-    key = (dist * 2**20).long().clamp(max=2**21) * n + src
-    tidx = (ty * w + tx)[ok]
-    best = torch.full((n,), torch.iinfo(torch.long).max, device=p.eps.device, dtype=torch.long)
-    best.scatter_reduce_(0, tidx, key[ok], reduce="amin")
-    hit = (best != torch.iinfo(torch.long).max) & ~motion.disoccluded.view(-1)
-    winner = torch.where(hit, best % n, torch.zeros_like(best))
-    flat = p.eps.reshape(p.eps.shape[1], n)
-    eps = torch.where(hit, flat[:, winner], fresh.reshape(fresh.shape[1], n).to(flat))
-    offs = off.reshape(2, n)[:, winner] * hit
+    tidx = torch.where(ok, ty * w + tx, n).view(-1)
+    dist = off.square().sum(1).view(-1)  # <= 0.5, so the rank below stays under 2**19
+    key = dist.mul_(2**20).long().mul_(n).add_(torch.arange(n, device=p.eps.device))
+    none = torch.iinfo(torch.long).max
+    best = torch.full((n + 1,), none, device=p.eps.device, dtype=torch.long)
+    best.scatter_reduce_(0, tidx, key, reduce="amin")
+    best = best[:n]
+    hit = (best != none) & ~motion.disoccluded.view(-1)
+    winner = torch.where(hit, best % n, 0)
+    c = p.eps.shape[1]
+    eps = torch.where(hit, p.eps.reshape(c, n).index_select(1, winner), fresh.reshape(c, n).to(p.eps.dtype))
+    offs = off.view(2, n).index_select(1, winner).mul_(hit)
     return NoiseParticles(eps.view_as(p.eps), offs.view(1, 2, h, w))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
@@ -112,32 +111,45 @@ class TemporalUPSR:
     def _reset(self, shot: Optional[int], idx: Optional[int]) -> None:
         self._shot = shot
         self._first = idx  # the first frame of this shot that was pushed
-        self._hist: deque[Tensor] = deque(maxlen=self.opts.window + 1)
+        self._hist: Optional[Tensor] = None  # ring buffer of |psi| maps, see _advance_hist
+        self._hist_n = 0  # frames in it
         self._chains: dict[int, mo.NoiseParticles] = {}
         self._shot_eps: Optional[Tensor] = None
         self._prev_lr: Optional[Tensor] = None
         self._prev_out: Optional[Tensor] = None
 
     # -- per-frame state ----------------------------------------------------------------------------------
-    def _smoothed(self) -> Tensor:
-        d = self.opts.decay
-        maps = list(self._hist)[::-1]  # newest first
-        wts = [d**j for j in range(len(maps))]
-        acc = sum(w * m for w, m in zip(wts, maps))
-        return acc / sum(wts)
+    def _smoothed(self, idx: int) -> Tensor:
+        """The decay-weighted mean of the history, newest weight 1 (one small matrix product over the slots)."""
+        k, c = self.opts.window + 1, self._hist.shape[1] // (self.opts.window + 1)
+        wts = torch.zeros(k, dtype=torch.float64)
+        for j in range(self._hist_n):
+            wts[(idx - j) % k] = self.opts.decay**j
+        mix = torch.kron((wts / wts.sum()).to(self._hist.dtype), torch.eye(c, dtype=self._hist.dtype)).to(self._hist.device)  # [c, k*c]
+        _, _, h, w = self._hist.shape
+        flat = self._hist.permute(0, 2, 3, 1).reshape(h * w, k * c)  # a view: the buffer is channels-last
+        return (flat @ mix.T).view(1, h, w, c).permute(0, 3, 1, 2)
 
-    def _advance_hist(self, psi: Tensor, motion: Optional[mo.Motion]) -> None:
-        """Append |psi| of the new frame; with motion the history is first warped onto the new frame (its
-        disoccluded pixels take the new map), so smoothing averages the same content, not the same screen spot."""
-        if motion is not None and self._hist:
+    def _advance_hist(self, psi: Tensor, idx: int, motion: Optional[mo.Motion]) -> None:
+        """Put |psi| of frame idx into the history. The history is one channels-last tensor of window + 1 slots
+        (frame i in slot i mod (window + 1): the layout depends on frame indices only, so segments reproduce an
+        uninterrupted run); with motion it is first warped onto the new frame in one remap (its disoccluded
+        pixels take the new map), so smoothing averages the same content, not the same screen spot."""
+        k, (_, c, h, w) = self.opts.window + 1, psi.shape
+        if self._hist is None:
+            self._hist = torch.zeros((1, k * c, h, w), dtype=psi.dtype, device=psi.device).contiguous(memory_format=torch.channels_last)
+        elif motion is not None and self._hist_n:
             t0 = time.perf_counter()
-            c = psi.shape[1]
-            stack = mo.warp(torch.cat(list(self._hist), 1), motion.bw)  # one grid_sample for the whole history
-            warped = [torch.where(motion.disoccluded, psi, stack[:, i : i + c]) for i in range(0, stack.shape[1], c)]
-            self._hist.clear()
-            self._hist.extend(warped)
+            warped = mo.warp(self._hist, motion.bw).contiguous(memory_format=torch.channels_last)
+            rows = motion.disoccluded.view(-1).nonzero().squeeze(1)
+            if rows.numel():
+                flat = warped.permute(0, 2, 3, 1).view(h * w, k * c)
+                flat[rows] = psi.permute(0, 2, 3, 1).reshape(h * w, c)[rows].repeat(1, k)
+            self._hist = warped
             self.seconds["warp"] += time.perf_counter() - t0
-        self._hist.append(psi)
+        slot = idx % k
+        self._hist[:, slot * c : (slot + 1) * c] = psi
+        self._hist_n = min(self._hist_n + 1, k)
 
     def _flow_noise(self, shape, idx: int, motion: Optional[mo.Motion]) -> Tensor:
         """Two particle chains restarted every noise_period frames, staggered, cross-faded (module docstring)."""
@@ -219,11 +231,12 @@ class TemporalUPSR:
                 t1 = time.perf_counter()
                 motion = mo.estimate(self._prev_lr, lr, self.out_size)
                 self.seconds["flow"] += time.perf_counter() - t1
-            if self.opts.mode == "independent":
-                self._hist.clear()
-            self._advance_hist(psi[k : k + 1].clone(), motion)  # a copy: the history must not pin the batch
             eps = self._noise(shape, idx, motion)
-            w = weight_from_uncertainty(self._smoothed(), self.pipe.unw)
+            if self.opts.mode == "independent":
+                w = weight_from_uncertainty(psi[k : k + 1], self.pipe.unw)
+            else:
+                self._advance_hist(psi[k : k + 1], idx, motion)
+                w = weight_from_uncertainty(self._smoothed(idx), self.pipe.unw)
             if self.opts.anchored:
                 # context frames are sampled only where they can still matter: the last recurrent_context before
                 # the segment, or all of them when the run began at the shot's start (then the match is exact)

@@ -1,0 +1,75 @@
+"""Cost of the temporal modes per frame: flow estimation and warping (noise transport, |psi| history, previous
+output) against the model's own time (g and the sampler), measured in the same runs.
+
+    python benchmarks/temporal_cost.py [--checkpoint CKPT] [--frames 41] [--threads 1] [--json out.json]
+
+Runs every `--temporal` mode over the LR frames of Vid4 calendar (`../shared/data/vid4/calendar_BDx4`, 180x144,
+x4 to 720x576) as `upscale` runs them (the checkpoint's calibrated start step, one frame per push), and prints
+per mode the median milliseconds per frame of flow, warp and model, and the share (flow + warp) / model of the
+medians. The first 2 x noise_period frames are the warm-up of flow noise (one particle chain, then two), so the
+medians are taken over the frames after them, where every chain is running: the steady state of a long shot.
+The issue's bar: flow + warping <= 15% of the model's time per frame.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa: E402
+from upsr_video.eval.compare import _to_t, read_frames  # noqa: E402
+from upsr_video.startstep import resolve_start  # noqa: E402
+from upsr_video.temporal import MODES, TemporalOptions, TemporalUPSR  # noqa: E402
+
+CLIP = REPO.parent / "shared/data/vid4/calendar_BDx4"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(default_checkpoint_path()))
+    ap.add_argument("--frames", type=int, default=41)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    spec, pipe = load_pipeline(a.checkpoint)
+    frames = read_frames(CLIP, a.frames)
+    lr = [_to_t(f, pipe.device) for f in frames]
+    size = (frames[0].shape[0] * 4, frames[0].shape[1] * 4)
+    start = resolve_start(spec, 4.0, "auto")
+    res = {"checkpoint": Path(a.checkpoint).name, "size": size, "start_step": start, "threads": a.threads, "modes": {}}
+    print(f"{Path(a.checkpoint).name}: {len(lr)} frames {frames[0].shape[1]}x{frames[0].shape[0]} -> {size[1]}x{size[0]}, "
+          f"start step {start}, {a.threads} thread(s)")
+    print("| mode | flow ms | warp ms | model ms | (flow + warp) / model |\n|---|---|---|---|---|")
+    for mode in a.modes.split(","):
+        opts = TemporalOptions(mode)
+        warm = 2 * opts.noise_period
+        if len(lr) <= warm + 2:
+            raise SystemExit(f"--frames must exceed {warm + 2}")
+        runner = TemporalUPSR(pipe, opts, size, start)
+        per = {k: [] for k in runner.seconds}
+        for i, f in enumerate(lr):
+            before = dict(runner.seconds)
+            runner.push(i, f, 0)
+            if i >= warm:
+                for k in per:
+                    per[k].append(1000 * (runner.seconds[k] - before[k]))
+        med = {k: statistics.median(v) for k, v in per.items()}
+        share = (med["flow"] + med["warp"]) / med["model"]
+        res["modes"][mode] = {"median_ms": med, "share": share, "frames_timed": len(per["model"])}
+        print(f"| {mode} | {med['flow']:.1f} | {med['warp']:.1f} | {med['model']:.1f} | {share:.3f} |", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
