@@ -60,6 +60,14 @@ DEGRADATIONS = {
 }
 
 
+def label(ckpt: str) -> str:
+    """A checkpoint's name in the report: its path in the repository, else its last two path parts (reports are
+    committed; they carry no paths of the machine that made them)."""
+    p = Path(ckpt).resolve()
+    root = Path(__file__).resolve().parents[1]
+    return str(p.relative_to(root)) if p.is_relative_to(root) else "/".join(p.parts[-2:])
+
+
 def evaluate(ckpt: str, crops, lpips_model, steps, seed: int) -> dict:
     spec, pipe = load_pipeline(ckpt)
     res = {}
@@ -94,7 +102,7 @@ def main(argv=None) -> int:
     lpips_model = load_lpips(str(SHARED / "weights/lpips_alex_v0.1.safetensors"))
     print(f"{len(crops)} held-out crops of {CROP}x{CROP}; PSNR-Y/LPIPS per method", flush=True)
     report = {"crops": len(crops), "steps": a.steps, "seed": a.seed,
-              "results": {c: evaluate(c, crops, lpips_model, a.steps, a.seed) for c in a.checkpoints}}
+              "results": {label(c): evaluate(c, crops, lpips_model, a.steps, a.seed) for c in a.checkpoints}}
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
     return 0
