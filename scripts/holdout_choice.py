@@ -33,14 +33,18 @@ from upsr_video.eval.sr_bench import bicubic_downscale, read_rgb  # noqa: E402
 CROP = 240
 
 
-def holdout_crops(per_image: int, every: int = 20) -> list[np.ndarray]:
-    """Up to per_image non-overlapping CROPxCROP crops of each held-out pool image, nearest the centre first."""
+def holdout_images(every: int = 20) -> dict[str, np.ndarray]:
+    """The pool's held-out images (training.data.holdout_split, as training validates), RGB, by file stem."""
     from training.data import holdout_split
 
     _, val = holdout_split([SHARED / "data/images/train_hr"], every)
+    return {Path(p).stem: read_rgb(Path(p)) for p in val}
+
+
+def holdout_crops(per_image: int, every: int = 20) -> list[np.ndarray]:
+    """Up to per_image non-overlapping CROPxCROP crops of each held-out pool image, nearest the centre first."""
     out = []
-    for p in val:
-        im = read_rgb(Path(p))
+    for im in holdout_images(every).values():
         h, w = im.shape[:2]
         ny, nx = h // CROP, w // CROP
         y0, x0 = (h - ny * CROP) // 2, (w - nx * CROP) // 2

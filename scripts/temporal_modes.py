@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from holdout_choice import holdout_images  # noqa: E402
 from quality_bars import SHARED, VID4, bd_x4, bicubic, vid4_clips  # noqa: E402
 
 from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa: E402
@@ -44,6 +45,7 @@ from upsr_video.upscale import cuts_of_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("psnr_y", "lpips", "tof", "tlpips", "e_warp", "flicker")
+COST_BAR = "flow + warp <= 15% of model time"
 
 
 def flow_presets() -> None:
@@ -101,18 +103,16 @@ def mode_configs(modes: list[str], anchors: list[float], seed: int) -> dict:
 
 
 def holdout_clips(frames: int) -> dict:
-    """The held-out training-pool images (training.data.holdout_split, as training validates) made into clips of
-    known motion (upsr_video.eval.motion_clips.HOLDOUT_MOTIONS; the sprite is cut from the next held-out image),
-    LR by the Vid4 bars' degradation (bd_x4). {name: (lr, gt)}."""
-    from training.data import holdout_split
-
-    _, val = holdout_split([SHARED / "data/images/train_hr"], 20)
-    ims = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in val]
+    """The held-out training-pool images (holdout_choice.holdout_images) made into clips of known motion
+    (upsr_video.eval.motion_clips.HOLDOUT_MOTIONS; the sprite is cut from the next held-out image), LR by the
+    Vid4 bars' degradation (bd_x4). {name: (lr, gt)}."""
+    ims = holdout_images()
+    names, pics = list(ims), list(ims.values())
     out = {}
-    for i, im in enumerate(ims):
+    for i, im in enumerate(pics):
         spec = fit_orientation(HOLDOUT_MOTIONS[i % len(HOLDOUT_MOTIONS)], im.shape[:2])
-        gt = moving_clip(im, ims[(i + 1) % len(ims)], spec, frames)
-        out[Path(val[i]).stem.removesuffix("_SRF_4_HR")] = ([bd_x4(f) for f in gt], gt)
+        gt = moving_clip(im, pics[(i + 1) % len(pics)], spec, frames)
+        out[names[i].removesuffix("_SRF_4_HR")] = ([bd_x4(f) for f in gt], gt)
     return out
 
 
@@ -122,9 +122,7 @@ def choose(ratios: dict) -> str:
     an unanchored mode first (its segments match an uninterrupted run bit for bit, which the Ray and resume paths
     promise; anchored modes only to >= 50 dB), then the lowest E_warp. The cost bar (flow share) is measured by
     benchmarks/temporal_cost.py at Vid4's size and reported, not ranked here."""
-    quality = ("tof <= 0.9x bicubic", "tLP <= 0.4x bicubic", "E_warp <= 0.8x independent",
-               "PSNR-Y within 0.2 dB of best", "LPIPS <= 1.05x best")
-    return min(ratios, key=lambda m: (-sum(ratios[m]["bars"][k] for k in quality), "recurrent" in m,
+    return min(ratios, key=lambda m: (-sum(ok for k, ok in ratios[m]["bars"].items() if k != COST_BAR), "recurrent" in m,
                                       ratios[m]["e_warp_vs_independent"] or 1.0))
 
 
@@ -238,7 +236,7 @@ def main(argv=None) -> int:
         r["bars"] = {"tof <= 0.9x bicubic": r["tof_vs_bicubic"] <= 0.9, "tLP <= 0.4x bicubic": r["tlp_vs_bicubic"] <= 0.4,
                      "E_warp <= 0.8x independent": r["e_warp_vs_independent"] is not None and r["e_warp_vs_independent"] <= 0.8,
                      "PSNR-Y within 0.2 dB of best": r["psnr_below_best"] <= 0.2, "LPIPS <= 1.05x best": r["lpips_vs_best"] <= 1.05,
-                     "flow + warp <= 15% of model time": table[m]["flow_share"] <= 0.15}
+                     COST_BAR: table[m]["flow_share"] <= 0.15}
     res["ratios"] = ratios
     where = f"Vid4 BDx4 {a.frames} frames x {len(clips)} clips" if a.data == "vid4" else \
         f"held-out pool clips (known motion, BDx4) {a.frames} frames x {len(clips)}"

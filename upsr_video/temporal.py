@@ -138,7 +138,7 @@ class TemporalUPSR:
         k, (_, c, h, w) = self.opts.window + 1, psi.shape
         if self._hist is None:
             self._hist = torch.zeros((1, k * c, h, w), dtype=psi.dtype, device=psi.device).contiguous(memory_format=torch.channels_last)
-        elif motion is not None and self._hist_n:
+        elif motion is not None:  # the buffer exists: it holds at least one frame
             t0 = time.perf_counter()
             warped = mo.warp(self._hist, motion.bw).contiguous(memory_format=torch.channels_last)
             rows = motion.disoccluded.view(-1).nonzero().squeeze(1)
