@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa: E402
-from upsr_video.eval.compare import _to_t, read_frames  # noqa: E402
+from upsr_video.eval.compare import read_frames  # noqa: E402
+from upsr_video.eval.sr_bench import to_tensor  # noqa: E402
 from upsr_video.startstep import resolve_start  # noqa: E402
 from upsr_video.temporal import MODES, TemporalOptions, TemporalUPSR  # noqa: E402
 
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     spec, pipe = load_pipeline(a.checkpoint)
     frames = read_frames(CLIP, a.frames)
-    lr = [_to_t(f, pipe.device) for f in frames]
+    lr = [to_tensor(f).to(pipe.device) for f in frames]
     size = (frames[0].shape[0] * 4, frames[0].shape[1] * 4)
     start = resolve_start(spec, 4.0, "auto")
     res = {"checkpoint": Path(a.checkpoint).name, "size": size, "start_step": start, "threads": a.threads, "modes": {}}

@@ -118,10 +118,11 @@ def video_section(name: str, clips: dict, scale: int, spec, pipe, lpips_model, s
     return {m: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} for m, rows in acc.items()}
 
 
-def vid4_clips(make_lr) -> dict:
+def vid4_clips(make_lr, frames: int = 10, clips=VID4) -> dict:
+    """{clip: (LR frames, GT frames)}: the first `frames` GT frames cropped to a multiple of 4, LR by make_lr."""
     out = {}
-    for clip in VID4:
-        gt = read_frames(SHARED / "data/vid4/GT" / clip, 10)
+    for clip in clips:
+        gt = read_frames(SHARED / "data/vid4/GT" / clip, frames)
         gt = [np.ascontiguousarray(f[: f.shape[0] // 4 * 4, : f.shape[1] // 4 * 4]) for f in gt]
         out[clip] = (make_lr(gt), gt)
     return out

@@ -35,10 +35,9 @@ from quality_bars import SHARED, VID4, bd_x4, bicubic, vid4_clips  # noqa: E402
 
 from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa: E402
 from upsr_video.eval.compare import evaluate, read_frames, run_temporal  # noqa: E402
-from upsr_video.eval.flow import dis_flow as hr_flow, warp as np_warp  # noqa: E402
+from upsr_video.eval.flow import dis_flow as hr_flow, make_dis, warp as np_warp  # noqa: E402
 from upsr_video.eval.lpips_alex import load_lpips  # noqa: E402
 from upsr_video.eval.motion_clips import HOLDOUT_MOTIONS, fit_orientation, moving_clip  # noqa: E402
-from upsr_video.motion import make_dis  # noqa: E402
 from upsr_video.startstep import resolve_start  # noqa: E402
 from upsr_video.temporal import MODES, TemporalOptions  # noqa: E402
 from upsr_video.upscale import cuts_of_frames  # noqa: E402
@@ -58,7 +57,7 @@ def flow_presets() -> None:
 
     presets = {"zero": None, "dis-ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "dis-fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "dis-medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-               "dis-fine (motion.make_dis)": "fine", "farneback": "farneback"}
+               "dis-fine (make_dis(fine=True))": "fine", "farneback": "farneback"}
     for name, p in presets.items():
         epe, secs = [], []
         for lr, gt in clips.values():
@@ -70,7 +69,7 @@ def flow_presets() -> None:
                 elif p == "farneback":
                     f = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
                 elif p == "fine":
-                    f = make_dis().calc(a, b, None)
+                    f = make_dis(fine=True).calc(a, b, None)
                 else:
                     f = cv2.DISOpticalFlow_create(p).calc(a, b, None)
                 secs.append(time.perf_counter() - t0)
@@ -181,12 +180,7 @@ def main(argv=None) -> int:
     start = resolve_start(spec, 4.0, steps)
     res["start_step"] = start
     if a.data == "vid4":
-        names = a.clips.split(",") if a.clips else list(VID4)
-        clips = {}
-        for clip in names:
-            gt = read_frames(SHARED / "data/vid4/GT" / clip, a.frames)
-            gt = [np.ascontiguousarray(f[: f.shape[0] // 4 * 4, : f.shape[1] // 4 * 4]) for f in gt]
-            clips[clip] = ([bd_x4(f) for f in gt], gt)
+        clips = vid4_clips(lambda gt: [bd_x4(f) for f in gt], a.frames, a.clips.split(",") if a.clips else VID4)
     else:
         clips = holdout_clips(a.frames)
         if a.clips:

@@ -49,13 +49,13 @@ def test_transport_keeps_unit_gaussian_white_noise_and_bilinear_does_not():
     eps = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
     p, bil = mo.NoiseParticles.fresh(eps), eps
     for i, m in enumerate(_sequence(h, w)):
-        fresh = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(100 + i))
-        p = mo.transport(p, m, fresh)
+        gen = torch.Generator().manual_seed(100 + i)
+        p = mo.transport(p, m, lambda k: torch.randn(3, k, generator=gen))
         bil = mo.warp(bil, m.bw)
     _white_gaussian(p.eps)
     assert float(bil.var()) < 0.7  # bilinear warping shrinks the variance: the statistics would fail
     # the noise really moved: most of it is carried, not replaced by fresh samples
-    moved = mo.transport(mo.NoiseParticles.fresh(eps), _smooth_random(h, w, 99), torch.full_like(eps, 99.0))
+    moved = mo.transport(mo.NoiseParticles.fresh(eps), _smooth_random(h, w, 99), lambda k: torch.full((3, k), 99.0))
     assert float((moved.eps == 99).float().mean()) < 0.2
 
 
@@ -67,9 +67,30 @@ def test_subpixel_motion_accumulates():
     f[:, 0] = 0.25
     p = mo.NoiseParticles.fresh(eps)
     for _ in range(8):
-        p = mo.transport(p, _motion(f, -f), torch.zeros_like(eps))
+        p = mo.transport(p, _motion(f, -f), lambda k: torch.zeros(3, k))
     assert torch.equal(p.eps[..., 2:], eps[..., :-2])
     assert torch.all(p.eps[..., :2] == 0)  # the uncovered columns took fresh noise
+
+
+def test_fresh_samples_fill_exactly_the_uncovered_pixels_in_raster_order():
+    """A 1.5 px shift right leaves 1 or 2 columns uncovered per frame; fresh(k) is asked for exactly that many
+    samples per channel, and they land row by row."""
+    h, w = 6, 9
+    eps = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(4))
+    f = torch.zeros(1, 2, h, w)
+    f[:, 0] = 1.5
+    asked = []
+
+    def numbered(k):
+        asked.append(k)
+        return 1000 + torch.arange(3 * k, dtype=torch.float32).view(3, k)
+
+    p = mo.transport(mo.NoiseParticles.fresh(eps), _motion(f, -f), numbered)
+    cols = 2  # x + 1.5 lands on x + 2 (floor(x + 2)), so columns 0 and 1 are uncovered
+    assert asked == [cols * h]
+    assert torch.equal(p.eps[..., cols:], eps[..., :-cols])
+    expect = 1000 + torch.arange(3 * cols * h, dtype=torch.float32).view(3, h, cols)
+    assert torch.equal(p.eps[0, :, :, :cols], expect)
 
 
 def test_flow_on_real_frames_finds_motion():
@@ -110,5 +131,5 @@ def test_still_content_gets_exactly_zero_flow_and_moving_content_keeps_its_flow(
     moving = m.fw[0, 0, 8:-8, w // 2 + 8 : -8]
     assert abs(float(moving.median()) - 2) < 0.2
     eps = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(2))
-    p = mo.transport(mo.NoiseParticles.fresh(eps), m, torch.zeros_like(eps))
+    p = mo.transport(mo.NoiseParticles.fresh(eps), m, lambda k: torch.zeros(3, k))
     assert torch.equal(p.eps[..., 8:-8, 8 : w // 2 - 8], eps[..., 8:-8, 8 : w // 2 - 8])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -22,29 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .eval.flow import occlusion_mask
+from .eval.flow import dis_flow, occlusion_mask
 from .eval.flow import warp as np_warp  # the metrics' cv2 backward warp: same convention
-
-
-def make_dis():
-    """DIS, MEDIUM preset refined down to the finest scale (patch 8, stride 3): on Vid4 BDx4 LR frames its
-    end-point error against flow measured on the HR frames is 0.07 LR px, against 0.12 for plain MEDIUM, 0.13 for
-    Farneback and 0.30 for no motion, at ~20 ms per 180x144 pair (`scripts/temporal_modes.py --flow-presets`)."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    dis.setFinestScale(0)
-    dis.setPatchSize(8)
-    dis.setPatchStride(3)
-    return dis
 
 
 def _rgb(frame: Tensor) -> np.ndarray:
     """[1,3,h,w] RGB in [-1,1] -> uint8 HxWx3."""
     return np.ascontiguousarray(((frame[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy())
-
-
-def dis_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """DIS flow on grey uint8 frames, on a's grid pointing into b (HxWx2 float32)."""
-    return make_dis().calc(a, b, None)  # an instance per call: instances are not thread-safe
 
 
 def _to_t(a: np.ndarray) -> Tensor:
@@ -127,7 +112,7 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     The LR work is numpy/OpenCV: small torch ops cost more in thread hand-offs than in arithmetic."""
     pa, pb = _rgb(prev_lr), _rgb(cur_lr)
     a, b = cv2.cvtColor(pa, cv2.COLOR_RGB2GRAY), cv2.cvtColor(pb, cv2.COLOR_RGB2GRAY)
-    fw, bw = dis_flow(a, b), dis_flow(b, a)
+    fw, bw = dis_flow(a, b, fine=True), dis_flow(b, a, fine=True)
     still = cv2.blur(np.abs(pa.astype(np.float32) - pb.astype(np.float32)).mean(-1), (3, 3)) <= STILL_TOLERANCE
     fw[still] = 0.0
     bw[still] = 0.0
@@ -150,9 +135,10 @@ class NoiseParticles:
         return cls(eps, torch.zeros((1, 2, *eps.shape[-2:]), device=eps.device, dtype=torch.float32))
 
 
-def transport(p: NoiseParticles, motion: Motion, fresh: Tensor) -> NoiseParticles:
-    """Move the samples along motion.fw to frame t (see the module docstring); `fresh` ([1,C,H,W] N(0, 1), drawn
-    from the seed and the frame index) fills the pixels no sample reaches and the disoccluded ones.
+def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor]) -> NoiseParticles:
+    """Move the samples along motion.fw to frame t (see the module docstring); the pixels no sample reaches and the
+    disoccluded ones take, in raster order, the k samples of `fresh(k)` ([C, k] N(0, 1), drawn from the seed and
+    the frame index): a few percent of the frame, so a full-size fresh field is never drawn.
 
     Per target pixel the sample that lands closest wins (ties: the lower source index), found with one
     scatter-amin of the key (distance rank, source index); samples that leave the frame or are occluded go to a
@@ -175,6 +161,9 @@ def transport(p: NoiseParticles, motion: Motion, fresh: Tensor) -> NoiseParticle
     hit = (best != none) & ~motion.disoccluded.view(-1)
     winner = torch.where(hit, best % n, 0)
     c = p.eps.shape[1]
-    eps = torch.where(hit, p.eps.reshape(c, n).index_select(1, winner), fresh.reshape(c, n).to(p.eps.dtype))
+    eps = p.eps.reshape(c, n).index_select(1, winner)
+    empty = (~hit).nonzero().squeeze(1)
+    if empty.numel():
+        eps.index_copy_(1, empty, fresh(empty.numel()).to(eps))
     offs = off.view(2, n).index_select(1, winner).mul_(hit)
     return NoiseParticles(eps.view_as(p.eps), offs.view(1, 2, h, w))

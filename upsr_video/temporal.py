@@ -162,7 +162,7 @@ class TemporalUPSR:
             if c < j - 1:
                 del self._chains[c]
             elif motion is not None:
-                fresh = self.pipe.noise(shape, *seed, "fresh", c, idx)
+                fresh = lambda k: self.pipe.noise((shape[1], k), *seed, "fresh", c, idx)  # noqa: E731 (called here)
                 self._chains[c] = mo.transport(self._chains[c], motion, fresh)
         for c in (j - 1, j) if j > 0 else (j,):
             if c not in self._chains:  # born now (or, in a segment's first context frames, started late)

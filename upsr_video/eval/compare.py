@@ -7,7 +7,6 @@ the same scene cuts; frames stay in memory (clips for evaluation are short).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +18,7 @@ from ..diffusion.unw import UNWConfig
 from ..pipeline import UPSRPipeline
 from ..temporal import MODES, TemporalOptions, TemporalUPSR
 from .fidelity import psnr_y, ssim_y
+from .sr_bench import bicubic_downscale, to_tensor, to_uint8
 
 UPSR_METHODS = [f"upsr-{m}" for m in MODES]
 ALL_METHODS = ["bicubic", "lanczos", "g", *UPSR_METHODS, "unw-off"]
@@ -42,17 +42,9 @@ def read_frames(src: str | Path, max_frames: Optional[int] = None) -> list[np.nd
 
 
 def downscale(frames: list[np.ndarray], scale: int) -> list[np.ndarray]:
-    from .sr_bench import bicubic_downscale
-
     return [bicubic_downscale(f[: f.shape[0] // scale * scale, : f.shape[1] // scale * scale], scale) for f in frames]
 
 
-def _to_t(f: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(f).permute(2, 0, 1)[None].float().to(device) / 127.5 - 1
-
-
-def _to_u8(t: torch.Tensor) -> np.ndarray:
-    return ((t[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def shot_starts(cuts: list[int], n: int) -> list[int]:
@@ -68,7 +60,7 @@ def run_temporal(opts: TemporalOptions, lr: list[np.ndarray], size: tuple[int, i
 
     shots = shot_starts(cuts, len(lr))
     runner = TemporalUPSR(pipe, opts, size, start_step, auto_tiles(pipe, UpscaleOptions(), size))
-    return [_to_u8(runner.push(i, _to_t(f, pipe.device), shots[i])) for i, f in enumerate(lr)], runner
+    return [to_uint8(runner.push(i, to_tensor(f).to(pipe.device), shots[i])) for i, f in enumerate(lr)], runner
 
 
 def run_method(name: str, lr: list[np.ndarray], size: tuple[int, int], pipe: Optional[UPSRPipeline], cuts: list[int],
@@ -88,8 +80,8 @@ def run_method(name: str, lr: list[np.ndarray], size: tuple[int, int], pipe: Opt
         out = []
         with torch.no_grad():
             for f in lr:
-                _, g = pipe.condition(_to_t(f, pipe.device), (h, w))
-                out.append(_to_u8(g))
+                _, g = pipe.condition(to_tensor(f).to(pipe.device), (h, w))
+                out.append(to_uint8(g))
         return out, (time.perf_counter() - t0) / len(lr)
     p, mode = pipe, name.removeprefix("upsr-")
     if name == "unw-off":
@@ -125,7 +117,7 @@ def evaluate(outputs: dict[str, list[np.ndarray]], lr: list[np.ndarray], gt: Opt
             curves["psnr_y"][name] = [float(x) for x in ps]
             if lpips_model is not None:
                 with torch.no_grad():
-                    row["lpips"] = float(np.mean([float(lpips_model(_to_t(o, "cpu"), _to_t(g, "cpu")).mean()) for o, g in zip(frames, gt)]))
+                    row["lpips"] = float(np.mean([float(lpips_model(to_tensor(o), to_tensor(g)).mean()) for o, g in zip(frames, gt)]))
                 row["tlpips"] = float(tlpips(gt, frames, lpips_model, cutset))
             row["tof"] = float(tof(gt, frames, cutset))
         if seconds and name in seconds:
