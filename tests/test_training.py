@@ -86,3 +86,47 @@ def test_fine_tuning_starts_from_the_given_checkpoint_and_resumes_from_its_own_s
 def test_refuses_eval_sets_as_training_data(tmp_path):
     with pytest.raises(ValueError, match="evaluation set"):
         Trainer(_cfg(tmp_path / "bad", data={"sources": [str(SHARED / "data/images/Set14")]}), log_stdout=False)
+
+
+def _captured_inputs(tr: Trainer, step: int) -> torch.Tensor:
+    """x_t (unscaled) as the denoiser receives it in the loss of `step` (the test wraps the model's forward)."""
+    seen = []
+    forward = tr.model.forward
+
+    def spy(x_in, t, g, y0):
+        seen.append(x_in * tr.schedule.input_scale_tensor(t, x_in))
+        return forward(x_in, t, g, y0)
+
+    tr.model.forward = spy
+    with torch.no_grad():
+        tr.loss(step)
+    tr.model.forward = forward
+    return seen[0]
+
+
+def test_start_prob_trains_on_the_samplers_start_state(tmp_path):
+    """start_prob = 1: every x_t is the marginal anchored on g (the sampler's truncated start), so it differs
+    from the forward marginal of the ground truth, same t and eps, by exactly (1 - eta_t) (g - x0); 0.5 mixes."""
+    from upsr_video.diffusion.sampler import derive_seed
+    from upsr_video.pipeline import aux_grid, make_condition
+
+    g_run = Trainer(_cfg(tmp_path / "g", steps=2), log_stdout=False)
+    g_run.train()
+    g_ckpt = str(g_run.export(tmp_path / "g.safetensors"))
+    kw = dict(kind="upsr", aux_checkpoint=g_ckpt, denoiser="upsr-tiny", loss={"mse": 1.0}, batch=6, patch=64)
+    runs = {p: Trainer(_cfg(tmp_path / f"u{p}", start_prob=p, **kw), log_stdout=False) for p in (0.0, 0.5, 1.0)}
+    step = 5
+    xt = {p: _captured_inputs(tr, step) for p, tr in runs.items()}
+    tr = runs[0.0]
+    lr01, hr01, _ = tr.batch(step)
+    x0 = hr01 * 2 - 1
+    y0, g = make_condition(tr.aux, lr01 * 2 - 1, x0.shape[-2:], aux_grid(tr.aux))
+    gen = torch.Generator().manual_seed(derive_seed(3, "diffusion", step))  # the trainer's t draw
+    t = torch.randint(tr.schedule.T, (x0.shape[0],), generator=gen)
+    eta = tr.schedule.etas[t].float().view(-1, 1, 1, 1)
+    shift = (1 - eta) * (g - x0)
+    assert shift.abs().mean() > 1e-3  # g is not the ground truth: the two states differ
+    torch.testing.assert_close(xt[1.0] - xt[0.0], shift, atol=1e-4, rtol=0)
+    at_start = [torch.allclose(xt[0.5][i], xt[1.0][i], atol=1e-5) for i in range(x0.shape[0])]
+    at_x0 = [torch.allclose(xt[0.5][i], xt[0.0][i], atol=1e-5) for i in range(x0.shape[0])]
+    assert all(a != b for a, b in zip(at_start, at_x0)) and any(at_start) and any(at_x0)

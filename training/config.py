@@ -44,6 +44,11 @@ class TrainConfig:
     denoiser: str | dict = "upsr-small"
     schedule: str | dict = "upsr"
     unw: dict = field(default_factory=lambda: {"b_u": 0.4, "psi_max": 0.1})
+    # kind "upsr": the share of samples whose x_t is the sampler's truncated start state at t (the marginal
+    # anchored on g instead of x0, `diffusion.sampler.start_state`) rather than the forward marginal of x0.
+    # Without it the denoiser only ever sees x_t built around the ground truth, so at a start step near 0 it
+    # learns to return its input, which at test time is g.
+    start_prob: float = 0.0
     loss: dict = field(default_factory=lambda: {"l1": 1.0, "mse": 0.0, "lpips": 0.0})
     lpips_weights: Optional[str] = "../shared/weights/lpips_alex_v0.1.safetensors"
 

@@ -194,7 +194,11 @@ class Trainer:
             t = torch.randint(self.schedule.T, (n,), generator=gen)
             eps = torch.randn(x0.shape, generator=gen).to(self.device)
             w = noise_weight(g, y0, self.unw)
-            x_t = self.schedule.q_sample(x0, y0, t, eps, w)
+            anchor = x0
+            if self.cfg.start_prob > 0:  # these samples start where the sampler starts: around g
+                at_start = (torch.rand((n,), generator=gen) < self.cfg.start_prob).to(self.device)
+                anchor = torch.where(at_start.view(-1, 1, 1, 1), g, x0)
+            x_t = self.schedule.q_sample(anchor, y0, t, eps, w)
             x_in = x_t / self.schedule.input_scale_tensor(t, x_t)
             out = self.model(x_in, t.to(self.device), g, y0)
             terms = {"mse": F.mse_loss(out, x0), "l1": F.l1_loss(out, x0)}
