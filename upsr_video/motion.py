@@ -125,14 +125,33 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
 
 @dataclass
 class NoiseParticles:
-    """A noise field [1,C,H,W] whose samples sit at pixel + offset (offset [1,2,H,W], each in [-0.5, 0.5])."""
+    """A noise field of C channels on an HxW grid whose samples sit at pixel + offset (each offset in [-0.5, 0.5]).
 
-    eps: Tensor
-    offset: Tensor
+    Stored as one row per pixel, [H*W, C + 2] = (the C noise values, the x and y offsets): moving the samples is
+    then one row gather, about 5x faster than gathering C + 2 channel planes."""
+
+    rows: Tensor
+    size: tuple[int, int]
 
     @classmethod
     def fresh(cls, eps: Tensor) -> "NoiseParticles":
-        return cls(eps, torch.zeros((1, 2, *eps.shape[-2:]), device=eps.device, dtype=torch.float32))
+        """Samples of eps ([1,C,H,W]) at their pixel centres."""
+        _, c, h, w = eps.shape
+        rows = torch.zeros((h * w, c + 2), device=eps.device, dtype=torch.float32)
+        rows[:, :c] = eps[0].permute(1, 2, 0).reshape(h * w, c)
+        return cls(rows, (h, w))
+
+    @property
+    def eps(self) -> Tensor:
+        """The noise, [1,C,H,W] (a channels-last view)."""
+        h, w = self.size
+        return self.rows[:, :-2].view(h, w, -1).permute(2, 0, 1)[None]
+
+    @property
+    def offset(self) -> Tensor:
+        """The sub-pixel offsets (x, y), [1,2,H,W] (a channels-last view)."""
+        h, w = self.size
+        return self.rows[:, -2:].view(h, w, 2).permute(2, 0, 1)[None]
 
 
 def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor]) -> NoiseParticles:
@@ -143,27 +162,30 @@ def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor])
     Per target pixel the sample that lands closest wins (ties: the lower source index), found with one
     scatter-amin of the key (distance rank, source index); samples that leave the frame or are occluded go to a
     spare bin past the last pixel, so no array is compacted."""
-    h, w = p.eps.shape[-2:]
+    h, w = p.size
     n = h * w
-    pos = grid_coords(h, w, p.eps.device).add(p.offset).add_(motion.fw.float())
+    dev = p.rows.device
+    fw = motion.fw[0].float().permute(1, 2, 0).reshape(n, 2)  # rows (x, y), like the particles
+    pos = grid_coords(h, w, dev)[0].permute(1, 2, 0).reshape(n, 2).add(p.rows[:, -2:]).add_(fw)
     tgt = pos.add(0.5).floor_()  # not round(): half-to-even would send x + 0.5 and x + 1.5 to one pixel
     off = pos.sub_(tgt)  # in [-0.5, 0.5)
     tgt = tgt.long()
-    tx, ty = tgt[0, 0], tgt[0, 1]
-    ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & ~motion.occluded[0, 0]
-    tidx = torch.where(ok, ty * w + tx, n).view(-1)
-    dist = off.square().sum(1).view(-1)  # <= 0.5, so the rank below stays under 2**19
-    key = dist.mul_(2**20).long().mul_(n).add_(torch.arange(n, device=p.eps.device))
+    tx, ty = tgt[:, 0], tgt[:, 1]
+    ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & ~motion.occluded.view(-1)
+    tidx = torch.where(ok, ty * w + tx, n)
+    bits = n.bit_length()  # key = rank << bits | source index: the index comes back with a mask, not a modulo
+    dist = off.square().sum(1)  # <= 0.5, so the rank stays under 2**19 and the key under 2**(19 + bits)
+    key = dist.mul_(2**20).long().bitwise_left_shift_(bits).bitwise_or_(torch.arange(n, device=dev))
     none = torch.iinfo(torch.long).max
-    best = torch.full((n + 1,), none, device=p.eps.device, dtype=torch.long)
+    best = torch.full((n + 1,), none, device=dev, dtype=torch.long)
     best.scatter_reduce_(0, tidx, key, reduce="amin")
     best = best[:n]
     hit = (best != none) & ~motion.disoccluded.view(-1)
-    winner = torch.where(hit, best % n, 0)
-    c = p.eps.shape[1]
-    eps = p.eps.reshape(c, n).index_select(1, winner)
+    winner = torch.where(hit, best.bitwise_and_((1 << bits) - 1), 0)
+    rows = torch.cat([p.rows[:, :-2], off], 1).index_select(0, winner)  # every sample with its new offset
     empty = (~hit).nonzero().squeeze(1)
     if empty.numel():
-        eps.index_copy_(1, empty, fresh(empty.numel()).to(eps))
-    offs = off.view(2, n).index_select(1, winner).mul_(hit)
-    return NoiseParticles(eps.view_as(p.eps), offs.view(1, 2, h, w))
+        new = torch.zeros((empty.numel(), rows.shape[1]), device=dev, dtype=rows.dtype)
+        new[:, :-2] = fresh(empty.numel()).t()
+        rows.index_copy_(0, empty, new)
+    return NoiseParticles(rows, (h, w))
