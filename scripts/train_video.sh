@@ -22,13 +22,18 @@ python -m training upsr --config configs/upsr-video-ft.yaml
 # end of session 5 and resumed from its committed state), then the denoiser fine-tuned on that g with its mix.
 python -m training g --config configs/g-video-mild.yaml
 python -m training upsr --config configs/upsr-video-mild.yaml
+# Sessions 6-7: g continued 8000 more steps on the same mix (stopped at 4700 and 6700 by session ends, resumed
+# from its committed state), then the denoiser fine-tuned on it with half its samples at the sampler's start
+# state (start_prob, see configs/upsr-video-start.yaml).
+python -m training g --config configs/g-video-mild2.yaml
+python -m training upsr --config configs/upsr-video-start.yaml
 CKPT=checkpoints/upsr-small-video.safetensors
 OUT=reports/video_candidate
-python scripts/bundle_checkpoint.py runs/upsr-video-mild/model.safetensors $CKPT --name upsr-small-video \
-    --note "g: configs/g-video.yaml (8000 steps) + g-video-ft.yaml (3000) + g-video-mild.yaml (6000); denoiser: configs/upsr-video.yaml (3000) + upsr-video-ft.yaml (1000) + upsr-video-mild.yaml (1500); scripts/train_video.sh"
-python scripts/calibrate_start_step.py --checkpoint $CKPT --degradation-config configs/upsr-video-mild.yaml \
-    --out runs/upsr-video-mild/start_steps.json --report $OUT/start_step_calibration.json --plot $OUT/start_step_calibration.png
-python scripts/bundle_checkpoint.py $CKPT $CKPT --name upsr-small-video --start-steps runs/upsr-video-mild/start_steps.json
-python scripts/plot_training.py runs/g-video runs/g-video-ft runs/g-video-mild runs/upsr-video runs/upsr-video-ft runs/upsr-video-mild -o $OUT/training_curves.png
+python scripts/bundle_checkpoint.py runs/upsr-video-start/model.safetensors $CKPT --name upsr-small-video \
+    --note "g: configs/g-video.yaml (8000 steps) + g-video-ft.yaml (3000) + g-video-mild.yaml (6000) + g-video-mild2.yaml (8000); denoiser: configs/upsr-video.yaml (3000) + upsr-video-ft.yaml (1000) + upsr-video-mild.yaml (1500) + upsr-video-start.yaml (1500); scripts/train_video.sh"
+python scripts/calibrate_start_step.py --checkpoint $CKPT --degradation-config configs/upsr-video-start.yaml \
+    --out runs/upsr-video-start/start_steps.json --report $OUT/start_step_calibration.json --plot $OUT/start_step_calibration.png
+python scripts/bundle_checkpoint.py $CKPT $CKPT --name upsr-small-video --start-steps runs/upsr-video-start/start_steps.json
+python scripts/plot_training.py runs/g-video runs/g-video-ft runs/g-video-mild runs/g-video-mild2 runs/upsr-video runs/upsr-video-ft runs/upsr-video-mild runs/upsr-video-start -o $OUT/training_curves.png
 python scripts/holdout_choice.py upsr_video/weights/upsr-small-default.safetensors $CKPT --threads 2 --json $OUT/holdout_choice.json
 python scripts/quality_bars.py --checkpoint $CKPT --json $OUT/quality_bars.json || true
