@@ -130,3 +130,17 @@ def test_start_prob_trains_on_the_samplers_start_state(tmp_path):
     at_start = [torch.allclose(xt[0.5][i], xt[1.0][i], atol=1e-5) for i in range(x0.shape[0])]
     at_x0 = [torch.allclose(xt[0.5][i], xt[0.0][i], atol=1e-5) for i in range(x0.shape[0])]
     assert all(a != b for a, b in zip(at_start, at_x0)) and any(at_start) and any(at_x0)
+
+
+def test_data_seed_changes_the_training_draws_not_the_init(tmp_path):
+    """A continuation with its own data_seed sees other crops than its parent (same seed), from the same init."""
+    base = Trainer(_cfg(tmp_path / "a"), log_stdout=False)
+    same = Trainer(_cfg(tmp_path / "b", data_seed=3), log_stdout=False)  # = seed: the draws of `base`
+    other = Trainer(_cfg(tmp_path / "c", data_seed=4), log_stdout=False)
+    lr_a, hr_a, _ = base.batch(0)
+    lr_b, hr_b, _ = same.batch(0)
+    _, hr_c, _ = other.batch(0)
+    assert torch.equal(hr_a, hr_b) and torch.equal(lr_a, lr_b)
+    assert not torch.equal(hr_a, hr_c)
+    for k, v in base.model.state_dict().items():
+        assert torch.equal(other.model.state_dict()[k], v), k

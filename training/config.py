@@ -12,7 +12,10 @@ import yaml
 class TrainConfig:
     kind: str = "g"  # "g" (auxiliary SR net) or "upsr" (the denoiser, g frozen)
     out: str = "runs/g"
-    seed: int = 0
+    seed: int = 0  # weight init and the validation draws
+    # the training draws (crops, degradations, scale, t, eps); None = seed. A continuation (init_from) gives its
+    # own so that it does not replay its parent's batches, while `seed` keeps its validation figures comparable.
+    data_seed: Optional[int] = None
     steps: int = 2000
     batch: int = 16
     patch: int = 128  # HR crop size
@@ -69,6 +72,10 @@ class TrainConfig:
         d = yaml.safe_load(Path(path).read_text()) or {}
         d.update(overrides or {})
         return cls.from_dict(d)
+
+    @property
+    def train_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     def to_dict(self) -> dict:
         d = asdict(self)

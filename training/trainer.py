@@ -96,7 +96,7 @@ class Trainer:
         self.val_deg_cfg = DegradationConfig.from_dict(cfg.val_degradation) if cfg.val_degradation else self.deg_cfg
         train_src, self.val_files = holdout_split(cfg.data["sources"], cfg.data.get("holdout_every", 20))
         self.dataset = HRPatchDataset(
-            train_src, patch=cfg.patch, seed=cfg.seed, video_frames_per_clip=cfg.data.get("video_frames_per_clip", 8)
+            train_src, patch=cfg.patch, seed=cfg.train_seed, video_frames_per_clip=cfg.data.get("video_frames_per_clip", 8)
         )
         self.schedule = Schedule(_schedule_cfg(cfg.schedule))
         self.unw = UNWConfig.from_dict(cfg.unw)
@@ -161,12 +161,12 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------------------------
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(lr, hr) in [0,1] and the scale, all derived from (seed, step)."""
+        """(lr, hr) in [0,1] and the scale, all derived from (train_seed, step)."""
         from .data import make_batch
 
-        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "batch", step))
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.train_seed, "batch", step))
         idx = torch.randint(len(self.dataset), (self.cfg.batch,), generator=gen).tolist()
-        hr = torch.stack([self.dataset.get(i, derive_seed(self.cfg.seed, "crop", step, j)) for j, i in enumerate(idx)])
+        hr = torch.stack([self.dataset.get(i, derive_seed(self.cfg.train_seed, "crop", step, j)) for j, i in enumerate(idx)])
         lo, hi = self.cfg.scales
         scale = lo if hi <= lo else float(lo + (hi - lo) * torch.rand((), generator=gen))
         lr, hr = make_batch(hr, scale, self.deg_cfg, gen)
@@ -187,7 +187,7 @@ class Trainer:
             if wts.get("lpips", 0) > 0:
                 terms["lpips"] = self._lpips(out, x0)
         else:
-            gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "diffusion", step))
+            gen = torch.Generator().manual_seed(derive_seed(self.cfg.train_seed, "diffusion", step))
             with torch.no_grad():
                 y0, g = make_condition(self.aux, lr, x0.shape[-2:], aux_grid(self.aux))
             n = x0.shape[0]
