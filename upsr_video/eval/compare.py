@@ -45,8 +45,6 @@ def downscale(frames: list[np.ndarray], scale: int) -> list[np.ndarray]:
     return [bicubic_downscale(f[: f.shape[0] // scale * scale, : f.shape[1] // scale * scale], scale) for f in frames]
 
 
-
-
 def shot_starts(cuts: list[int], n: int) -> list[int]:
     cs = sorted(set([0] + list(cuts)))
     return [max(c for c in cs if c <= i) for i in range(n)]
