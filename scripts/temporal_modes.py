@@ -51,18 +51,15 @@ def flow_presets() -> None:
     """End-point error of LR flow estimators on the held-out clips of known motion (exact ground truth: the pan
     everywhere but the sprite, the sprite's own velocity inside it; pixels near the sprite's edge and the border
     left out), and the cost per pair at Vid4's LR size (144x180, from the largest held-out image)."""
-    ims = holdout_images()
-    pics = list(ims.values())
+    motions = list(holdout_motions())
     clips = []
-    for i, im in enumerate(pics):
-        spec = fit_orientation(HOLDOUT_MOTIONS[i % len(HOLDOUT_MOTIONS)], im.shape[:2])
-        other = pics[(i + 1) % len(pics)]
+    for _, im, other, spec in motions:
         gt = moving_clip(im, other, spec, 10)
         sprite = [np.any(g != b, -1) for g, b in zip(gt, moving_clip(im, np.zeros_like(other), spec, 10))]
         clips.append((spec, [cv2.cvtColor(bd_x4(f), cv2.COLOR_RGB2GRAY) for f in gt], sprite))
-    big = max(pics, key=lambda im: im.shape[0] * im.shape[1])
+    big = max((im for _, im, _, _ in motions), key=lambda im: im.shape[0] * im.shape[1])
     timing = [cv2.cvtColor(bd_x4(f), cv2.COLOR_RGB2GRAY)
-              for f in moving_clip(big, pics[0], MotionSpec((4, 1), (-6, 2), size=(576, 720)), 6)]
+              for f in moving_clip(big, motions[0][1], MotionSpec((4, 1), (-6, 2), size=(576, 720)), 6)]
     ring = np.ones((5, 5), np.uint8)
 
     def at_lr(mask, shape):
@@ -123,17 +120,23 @@ def mode_configs(modes: list[str], anchors: list[float], seed: int) -> dict:
     return out
 
 
-def holdout_clips(frames: int) -> dict:
-    """The held-out training-pool images (holdout_choice.holdout_images) made into clips of known motion
-    (upsr_video.eval.motion_clips.HOLDOUT_MOTIONS; the sprite is cut from the next held-out image), LR by the
-    Vid4 bars' degradation (bd_x4). {name: (lr, gt)}."""
+def holdout_motions():
+    """(name, image, sprite source, MotionSpec) per held-out training-pool image (holdout_choice.holdout_images):
+    the motions of upsr_video.eval.motion_clips.HOLDOUT_MOTIONS in turn, the sprite cut from the next image."""
     ims = holdout_images()
     names, pics = list(ims), list(ims.values())
-    out = {}
     for i, im in enumerate(pics):
         spec = fit_orientation(HOLDOUT_MOTIONS[i % len(HOLDOUT_MOTIONS)], im.shape[:2])
-        gt = moving_clip(im, pics[(i + 1) % len(pics)], spec, frames)
-        out[names[i].removesuffix("_SRF_4_HR")] = ([bd_x4(f) for f in gt], gt)
+        yield names[i].removesuffix("_SRF_4_HR"), im, pics[(i + 1) % len(pics)], spec
+
+
+def holdout_clips(frames: int) -> dict:
+    """The held-out clips of known motion (holdout_motions), LR by the Vid4 bars' degradation (bd_x4).
+    {name: (lr, gt)}."""
+    out = {}
+    for name, im, other, spec in holdout_motions():
+        gt = moving_clip(im, other, spec, frames)
+        out[name] = ([bd_x4(f) for f in gt], gt)
     return out
 
 

@@ -162,8 +162,8 @@ class TemporalUPSR:
             if c < j - 1:
                 del self._chains[c]
             elif motion is not None:
-                fresh = lambda k: self.pipe.noise((shape[1], k), *seed, "fresh", c, idx)  # noqa: E731 (called here)
-                self._chains[c] = mo.transport(self._chains[c], motion, fresh)
+                self._chains[c] = mo.transport(self._chains[c], motion,
+                                               lambda k: self.pipe.noise((shape[1], k), *seed, "fresh", c, idx))
         for c in (j - 1, j) if j > 0 else (j,):
             if c not in self._chains:  # born now (or, in a segment's first context frames, started late)
                 self._chains[c] = mo.NoiseParticles.fresh(self.pipe.noise(shape, *seed, "chain", c))
