@@ -144,3 +144,16 @@ def test_data_seed_changes_the_training_draws_not_the_init(tmp_path):
     assert not torch.equal(hr_a, hr_c)
     for k, v in base.model.state_dict().items():
         assert torch.equal(other.model.state_dict()[k], v), k
+
+
+def test_g_can_start_from_published_weights_lifted_to_the_output_grid(tmp_path):
+    from safetensors.torch import load_file
+
+    from upsr_video.models.rlfn import RLFNOut
+
+    rlfn = str(SHARED / "weights/rlfn_ntire2022_x4.safetensors")
+    tr = Trainer(_cfg(tmp_path / "r", aux="rlfn-out", init_from=rlfn), log_stdout=False)
+    for k, v in RLFNOut.lift_lr_grid(load_file(rlfn)).items():
+        assert torch.equal(tr.model.state_dict()[k], v), k
+    with pytest.raises(ValueError, match="do not fit"):  # bare weights of another network: one clear error
+        Trainer(_cfg(tmp_path / "bad", init_from=rlfn), log_stdout=False)

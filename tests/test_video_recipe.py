@@ -252,3 +252,33 @@ def test_rlfn_loads_the_published_weights_and_beats_bicubic_on_set14():
             bic = to_uint8(F.interpolate(lr, size=p.hr.shape[:2], mode="bicubic", align_corners=False).clamp(-1, 1))
             gains.append(psnr_y(out, p.hr, 4) - psnr_y(bic, p.hr, 4))
     assert min(gains) > 0.4  # baboon, barbara, bridge: hard images; a wrong load loses to bicubic
+
+
+def test_rlfn_lifted_to_the_output_grid_starts_as_rlfn_at_x4_and_keeps_any_size():
+    from safetensors.torch import load_file
+
+    from upsr_video.eval.fidelity import psnr_y
+    from upsr_video.eval.sr_bench import load_pairs, to_tensor, to_uint8
+    from upsr_video.models.rlfn import RLFNOut
+
+    state = load_file(str(SHARED / "weights" / "rlfn_ntire2022_x4.safetensors"))
+    lr_grid = build_aux("rlfn").eval()
+    lr_grid.load_state_dict(state, strict=True)
+    out_grid = build_aux("rlfn-out").eval()
+    out_grid.load_state_dict(RLFNOut.lift_lr_grid(state), strict=True)
+    assert out_grid.grid == "output"
+    # the lifted first conv: LR pixel c's weight, a quarter on each of the centre 2x2 of its 4x4 block, 0 elsewhere
+    w = out_grid.fea_conv.weight.reshape(46, 3, 4, 4, 3, 3)
+    assert torch.equal(w[:, :, 1:3, 1:3].sum((2, 3)), state["fea_conv.weight"])
+    assert w[:, :, 0].abs().max() == 0 and w[:, :, :, 3].abs().max() == 0
+    pairs = load_pairs(SHARED / "data" / "images" / "Set14", 4)[:2]
+    with torch.no_grad():
+        for p in pairs:
+            lr = to_tensor(p.lr)
+            ref = to_uint8(lr_grid(lr).clamp(-1, 1))
+            _, g = make_condition(out_grid, lr, p.hr.shape[:2], "output")
+            lifted = to_uint8(g.clamp(-1, 1))
+            assert abs(psnr_y(lifted, p.hr, 4) - psnr_y(ref, p.hr, 4)) < 0.3
+            assert psnr_y(lifted, ref, 4) > 33  # the same network, not merely as good
+        for size in ((37, 51), (8, 200)):  # any size, also below ESA's minimum grid
+            assert out_grid(torch.rand(1, 3, *size) * 2 - 1).shape == (1, 3, *size)

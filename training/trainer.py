@@ -19,7 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from upsr_video.checkpoint import ModelSpec, load_checkpoint, save_checkpoint
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from upsr_video.checkpoint import META_KEY, ModelSpec, load_checkpoint, save_checkpoint
 from upsr_video.diffusion.sampler import derive_seed
 from upsr_video.diffusion.schedule import SCHEDULE_PRESETS, Schedule, ScheduleConfig
 from upsr_video.diffusion.unw import UNWConfig, noise_weight
@@ -69,6 +72,15 @@ class EMA:
             pe.mul_(d).add_(p.detach(), alpha=1 - d)
         for be, b in zip(self.model.buffers(), model.buffers()):
             be.copy_(b)
+
+
+def _is_bare_weights(path: str) -> bool:
+    """A single safetensors file without an upsr-video config: someone else's published state dict."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with safe_open(str(p), framework="pt") as f:
+        return META_KEY not in (f.metadata() or {})
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
@@ -148,7 +160,18 @@ class Trainer:
 
     def _init_weights(self, path: str) -> None:
         """Fine-tuning: this run's network starts from a trained one of the same architecture (a resume
-        from the run's own state replaces these weights)."""
+        from the run's own state replaces these weights). For g, `path` may also be a bare state dict of
+        published weights (no upsr-video config, e.g. RLFN x4); an output-grid g that can lift LR-grid weights
+        (`lift_lr_grid`) starts from them lifted."""
+        if self.cfg.kind == "g" and _is_bare_weights(path):
+            state = load_file(path)
+            lift = getattr(self.model, "lift_lr_grid", None)
+            try:
+                self.model.load_state_dict(lift(state) if lift else state, strict=True)
+            except (RuntimeError, KeyError) as e:
+                first = str(e).strip().splitlines()[0]
+                raise ValueError(f"init_from {path}: the weights do not fit this config's g ({first})") from None
+            return
         spec, den, aux = load_checkpoint(path)
         src = aux if self.cfg.kind == "g" else den
         if src is None:

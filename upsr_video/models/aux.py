@@ -115,13 +115,14 @@ _BUILDERS: dict[str, Callable[[AuxConfig], nn.Module]] = {
     "compact-out": lambda c: OutputGridSR(c.scale, c.num_feat, c.num_conv),
     "bicubic": lambda c: BicubicAux(c.scale),
     "rlfn": lambda c: _rlfn(c),
+    "rlfn-out": lambda c: _rlfn(c, output_grid=True),
 }
 
 
-def _rlfn(c: AuxConfig) -> nn.Module:
-    from .rlfn import RLFN
+def _rlfn(c: AuxConfig, output_grid: bool = False) -> nn.Module:
+    from .rlfn import RLFN, RLFNOut
 
-    return RLFN(c.scale, c.num_feat, int(c.extra.get("mid", 48)))
+    return (RLFNOut if output_grid else RLFN)(c.scale, c.num_feat, int(c.extra.get("mid", 48)))
 
 AUX_PRESETS: dict[str, AuxConfig] = {
     "compact-s": AuxConfig("compact", 4, 48, 10),
@@ -131,6 +132,7 @@ AUX_PRESETS: dict[str, AuxConfig] = {
     "out-xs": AuxConfig("compact-out", 4, 16, 2),
     "bicubic": AuxConfig("bicubic", 4, 0, 0),
     "rlfn": AuxConfig("rlfn", 4, 46, 0, {"mid": 48}),
+    "rlfn-out": AuxConfig("rlfn-out", 4, 46, 0, {"mid": 48}),
 }
 
 

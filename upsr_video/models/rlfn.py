@@ -5,6 +5,12 @@ residual local feature blocks with enhanced spatial attention, PixelShuffle x4),
 names so the authors' x4 weights (../shared/weights/rlfn_ntire2022_x4.safetensors, bicubic-trained) load
 strictly. It expects RGB in 0..255; the wrapper keeps g's [-1, 1] interface. Its ESA pools over the whole
 input, so tiles are not exact (receptive_radius is a practical overlap, not a bound).
+
+`RLFNOut` is the same network on the output grid (models.aux): its first convolution reads PixelUnshuffle(4) of
+y0 (48 channels) instead of one LR pixel, and its PixelShuffle(4) lands on the output size, so its cost follows the
+output whatever the factor. `lift_lr_grid` turns the published x4 weights into its starting point: at x4 the
+4x4 block of y0 is the bicubic up-scale of one LR pixel, whose centre 2x2 average is that pixel to within a
+slight blur, so the lifted network starts as RLFN at x4 and training teaches it the other factors.
 """
 from __future__ import annotations
 
@@ -63,3 +69,37 @@ class RLFN(nn.Module):
         fea = self.fea_conv(x)
         out = self.B4(self.B3(self.B2(self.B1(fea))))
         return self.upsampler(self.LR_conv(out) + fea) / 127.5 - 1
+
+
+class RLFNOut(RLFN):
+    grid = "output"
+    unshuffle = 4
+
+    def __init__(self, scale: int = 4, channels: int = 46, mid: int = 48):
+        super().__init__(4, channels, mid)
+        self.scale = scale
+        r = self.unshuffle
+        self.fea_conv = nn.Conv2d(3 * r * r, channels, 3, 1, 1)
+        self.receptive_radius = r * 16
+
+    min_grid = 16  # ESA's strided conv and 7x7 max-pool need at least 15 grid positions
+
+    def forward(self, y0: Tensor) -> Tensor:
+        """Pads y0 (replicate) to a multiple of 4 and to at least 64 px, and crops back: any size works."""
+        r = self.unshuffle
+        h, w = y0.shape[-2:]
+        ph, pw = max((-h) % r, r * self.min_grid - h), max((-w) % r, r * self.min_grid - w)
+        if ph or pw:
+            y0 = F.pad(y0, (0, pw, 0, ph), mode="replicate")
+        return super().forward(F.pixel_unshuffle(y0, r))[..., :h, :w]
+
+    @staticmethod
+    def lift_lr_grid(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The published LR-grid x4 state dict -> RLFNOut's: fea_conv's weight for LR pixel c is spread over
+        the centre 2x2 of c's 4x4 block (channel c*16 + 4i + j after PixelUnshuffle), a quarter each."""
+        state = dict(state)
+        w = state["fea_conv.weight"]
+        lifted = w.new_zeros(w.shape[0], w.shape[1], 4, 4, *w.shape[2:])
+        lifted[:, :, 1:3, 1:3] = w[:, :, None, None] / 4
+        state["fea_conv.weight"] = lifted.reshape(w.shape[0], w.shape[1] * 16, *w.shape[2:])
+        return state
