@@ -261,6 +261,10 @@ def cpu_report(result: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- GPU
+# random-weight models timed beside the bundled default: (denoiser preset, g preset); speed does not depend on
+# the weights. large: the official UPSR network size; small-rlfn: the default's denoiser with the RLFN
+# output-grid g (aux rlfn-out) of the RLFN candidate.
+RANDOM_MODELS = {"large": ("upsr-large", "compact-s"), "small-rlfn": ("upsr-small", "rlfn-out")}
 def gpu_mode(args) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -289,13 +293,14 @@ def gpu_mode(args) -> dict:
         if model == "default":
             spec, pipe = load_pipeline(None, device="cuda")
         else:
-            den, aux = build_denoiser("upsr-large"), build_aux("compact-s")
-            spec = ModelSpec(aux=AUX_PRESETS["compact-s"].to_dict(), denoiser=DENOISER_PRESETS["upsr-large"].to_dict())
+            den_name, aux_name = RANDOM_MODELS[model]
+            den, aux = build_denoiser(den_name), build_aux(aux_name)
+            spec = ModelSpec(aux=AUX_PRESETS[aux_name].to_dict(), denoiser=DENOISER_PRESETS[den_name].to_dict())
             pipe = UPSRPipeline(den, aux, ScheduleConfig.from_dict(spec.schedule), device="cuda")
         pipe.optimize(channels_last=True)
         return spec, pipe
 
-    for model in ("default", "large"):
+    for model in args.gpu_models.split(","):
         spec, pipe = build(model)
         for prec in ("bf16", "fp32"):
             for b in (1, 4, 8):
@@ -340,6 +345,9 @@ def gpu_mode(args) -> dict:
         del pipe
         torch.cuda.empty_cache()
 
+    if not args.gpu_end_to_end:
+        out["seconds"] = time.perf_counter() - t_start
+        return out
     tmp = Path(tempfile.mkdtemp(prefix="upsr-bench-gpu-"))
     clip = make_clip(SHARED / "cockatoo.mp4", tmp / "480p.mp4", (lw, lh), None)
     for compile_ in (False, True):
@@ -372,6 +380,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="--gpu: folder for gpu_throughput.json")
     ap.add_argument("--budget", type=float, default=420.0, help="--gpu: seconds after which no new config starts")
     ap.add_argument("--gpu-batches", type=int, default=5, help="--gpu: timed batches per configuration")
+    ap.add_argument("--gpu-models", default="default,large",
+                    help="--gpu: default (the bundled checkpoint) and/or random-weight " + ", ".join(RANDOM_MODELS))
+    ap.add_argument("--no-gpu-end-to-end", dest="gpu_end_to_end", action="store_false",
+                    help="--gpu: the model measurements only (no decoder or encoder needed)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="--gpu: dense bf16 peak of this GPU")
     ap.add_argument("--baseline-rev", default=None,
                     help="also run the package as it was at this git revision (batch-1 speed against it)")

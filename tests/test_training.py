@@ -157,3 +157,34 @@ def test_g_can_start_from_published_weights_lifted_to_the_output_grid(tmp_path):
         assert torch.equal(tr.model.state_dict()[k], v), k
     with pytest.raises(ValueError, match="do not fit"):  # bare weights of another network: one clear error
         Trainer(_cfg(tmp_path / "bad", init_from=rlfn), log_stdout=False)
+
+
+def test_loader_workers_give_the_same_run(tmp_path):
+    """Batches built ahead by loader processes are the batches of the same steps: identical losses and weights."""
+    alone = Trainer(_cfg(tmp_path / "w0", steps=6), log_stdout=False)
+    ahead = Trainer(_cfg(tmp_path / "w2", steps=6, workers=2), log_stdout=False)
+    assert ahead.train() == alone.train()
+    for k, v in alone.model.state_dict().items():
+        assert torch.equal(ahead.model.state_dict()[k], v), k
+
+
+def test_time_budget_sets_the_step_count_at_the_end_of_the_warm_up(tmp_path):
+    """The run stops near its budget with cfg.steps set from the measured speed; that count, given as `steps`,
+    reproduces the run exactly (the warm-up's learning rates do not depend on it)."""
+    import json
+    import time
+
+    cfg = _cfg(tmp_path / "b", steps=10**6, warmup=6)
+    tr = Trainer(cfg, log_stdout=False)
+    t0 = time.time()
+    losses = tr.train(time_budget=4.0)
+    took = time.time() - t0
+    rec = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    budget = [r for r in rec if r.get("event") == "time_budget"]
+    assert len(budget) == 1 and budget[0]["step"] == 6 and budget[0]["steps"] == tr.cfg.steps == tr.step
+    assert tr.cfg.steps > 6 and len(losses) == tr.step
+    assert took < 4.0 * 1.5, took  # generous: the speed of the first steps varies on a loaded machine
+    again = Trainer(_cfg(tmp_path / "c", steps=tr.cfg.steps, warmup=6), log_stdout=False).train()
+    assert again == losses
+    with pytest.raises(ValueError, match="time budget"):
+        tr.train(time_budget=4.0)  # past the warm-up: the count it logged resumes it

@@ -36,6 +36,7 @@ class TrainConfig:
     val_scales: tuple[float, ...] = (4.0,)  # validation factors (PSNR-Y gain over bicubic reported per factor)
     val_start_step: Optional[int] = None  # denoiser validation: truncated start step (None = full sampling)
     threads: int = 0  # torch CPU threads (0 = torch default)
+    workers: int = 0  # loader processes building batches ahead (0: in the training process); same run either way
     data: dict = field(default_factory=lambda: {"sources": ["../shared/data/images/train_hr"], "holdout_every": 20})
     degradation: dict = field(default_factory=lambda: {"mode": "bicubic"})
     scales: tuple[float, float] = (4.0, 4.0)  # random scale range; (4, 4) = classic x4

@@ -295,3 +295,27 @@ def make_batch(
     if not isinstance(batch_hr, Tensor) or batch_hr.dim() != 4 or batch_hr.shape[1] != 3:
         raise ValueError(f"make_batch expects HR [N,3,H,W], got {tuple(getattr(batch_hr, 'shape', ()))}")
     return degrade(batch_hr, scale, degradation_cfg, generator), batch_hr
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item k is the training batch of step k: (lr, hr) in [0,1] and the scale, all drawn from (seed, k).
+
+    Being a pure function of the step, batches can be built ahead by loader processes in any order and the run
+    stays exactly the one a single process gives (and a resumed run replays the same batches).
+    """
+
+    def __init__(self, dataset: HRPatchDataset, degradation_cfg: DegradationConfig, seed: int, batch: int,
+                 scales: tuple[float, float]):
+        self.dataset, self.degradation_cfg, self.seed, self.batch, self.scales = dataset, degradation_cfg, seed, batch, scales
+
+    def __len__(self) -> int:
+        return 1 << 62  # any step
+
+    def __getitem__(self, step: int) -> tuple[Tensor, Tensor, float]:
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "batch", step))
+        idx = torch.randint(len(self.dataset), (self.batch,), generator=gen).tolist()
+        hr = torch.stack([self.dataset.get(i, derive_seed(self.seed, "crop", step, j)) for j, i in enumerate(idx)])
+        lo, hi = self.scales
+        scale = lo if hi <= lo else float(lo + (hi - lo) * torch.rand((), generator=gen))
+        lr, hr = make_batch(hr, scale, self.degradation_cfg, gen)
+        return lr, hr, scale

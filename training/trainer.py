@@ -83,6 +83,11 @@ def _is_bare_weights(path: str) -> bool:
         return META_KEY not in (f.metadata() or {})
 
 
+def _one_thread(_worker: int) -> None:
+    """Loader processes build one batch each on one core: many of them, not threads inside each."""
+    torch.set_num_threads(1)
+
+
 def lr_at(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -94,7 +99,7 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, device: Optional[str] = None, log_stdout: bool = True):
-        from .data import HRPatchDataset, holdout_split
+        from .data import HRPatchDataset, StepBatches, holdout_split
         from .degradations import DegradationConfig
 
         self.cfg = cfg
@@ -110,6 +115,9 @@ class Trainer:
         self.dataset = HRPatchDataset(
             train_src, patch=cfg.patch, seed=cfg.train_seed, video_frames_per_clip=cfg.data.get("video_frames_per_clip", 8)
         )
+        self.batches = StepBatches(self.dataset, self.deg_cfg, cfg.train_seed, cfg.batch, cfg.scales)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch sizes: pick the fastest convolution once
         self.schedule = Schedule(_schedule_cfg(cfg.schedule))
         self.unw = UNWConfig.from_dict(cfg.unw)
         self.lpips = None  # loaded when the weights exist: a loss term, and validation reports it
@@ -185,24 +193,27 @@ class Trainer:
     # -- data --------------------------------------------------------------------------------------
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
         """(lr, hr) in [0,1] and the scale, all derived from (train_seed, step)."""
-        from .data import make_batch
+        return self.batches[step]
 
-        gen = torch.Generator().manual_seed(derive_seed(self.cfg.train_seed, "batch", step))
-        idx = torch.randint(len(self.dataset), (self.cfg.batch,), generator=gen).tolist()
-        hr = torch.stack([self.dataset.get(i, derive_seed(self.cfg.train_seed, "crop", step, j)) for j, i in enumerate(idx)])
-        lo, hi = self.cfg.scales
-        scale = lo if hi <= lo else float(lo + (hi - lo) * torch.rand((), generator=gen))
-        lr, hr = make_batch(hr, scale, self.deg_cfg, gen)
-        return lr, hr, scale
+    def _batches_from(self, start: int, end: int):
+        """The batches of steps start..end-1 in order; with cfg.workers > 0 built ahead by loader processes
+        (the CPU-side degradations, codec round trips included, would otherwise leave a GPU waiting)."""
+        if not self.cfg.workers:
+            return (self.batches[s] for s in range(start, end))
+        loader = torch.utils.data.DataLoader(
+            self.batches, batch_size=None, sampler=range(start, end), num_workers=self.cfg.workers,
+            prefetch_factor=4, worker_init_fn=_one_thread, pin_memory=self.device.type == "cuda")
+        return iter(loader)
 
     # -- losses ------------------------------------------------------------------------------------
     def _lpips(self, a, b):
         return self.lpips(a.float(), b.float()).mean()
 
-    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
-        lr01, hr01, _ = self.batch(step)
-        lr = (lr01 * 2 - 1).to(self.device)
-        x0 = (hr01 * 2 - 1).to(self.device)
+    def loss(self, step: int, batch: Optional[tuple] = None) -> tuple[torch.Tensor, dict]:
+        """The loss of `step` on its batch (`batch`: that batch when the caller already has it)."""
+        lr01, hr01, _ = batch if batch is not None else self.batch(step)
+        lr = (lr01 * 2 - 1).to(self.device, non_blocking=True)
+        x0 = (hr01 * 2 - 1).to(self.device, non_blocking=True)
         wts = self.cfg.loss
         if self.cfg.kind == "g":
             _, out = make_condition(self.model, lr, x0.shape[-2:], aux_grid(self.model))
@@ -238,18 +249,38 @@ class Trainer:
         if self.log_stdout:
             print(json.dumps(rec), flush=True)
 
-    def train(self, until: Optional[int] = None) -> list[float]:
-        """Train to cfg.steps (or `until`); returns the losses of the steps run now."""
-        end = min(self.cfg.steps, until) if until is not None else self.cfg.steps
+    def train(self, until: Optional[int] = None, time_budget: Optional[float] = None) -> list[float]:
+        """Train to cfg.steps (or `until`); returns the losses of the steps run now.
+
+        time_budget (seconds): the run's length is set from the measured speed at the end of the warm-up,
+        whose learning rates do not depend on it, so that it ends after about that long counted from now
+        (validation included); cfg.steps takes the value, which is logged and exported, and a run with
+        `steps` set to it is this run exactly."""
+        if time_budget is not None and (self.step >= self.cfg.warmup or until is not None):
+            raise ValueError(f"a time budget sets the step count at the end of the warm-up (step {self.cfg.warmup}), "
+                             f"for a run from step {self.step} to its end: resume a run past it with the count it logged")
+        # the last step of this call; unbounded while a time budget has still to set cfg.steps
+        end = lambda: 1 << 62 if time_budget is not None else (self.cfg.steps if until is None else min(self.cfg.steps, until))  # noqa: E731
         use_amp = self.cfg.amp and self.device.type == "cuda"
         losses = []
         t0 = time.time()
+        timed_at = self.step + min(3, max(0, self.cfg.warmup - self.step - 1))  # the first steps pick kernels
+        timed_from = (timed_at, t0)
         self.model.train()
-        while self.step < end:
+        batches = self._batches_from(self.step, end())
+        while True:
+            if self.step == timed_at:
+                timed_from = (self.step, time.time())
+            if time_budget is not None and self.step == self.cfg.warmup:
+                self._set_steps_from_budget(time_budget, t0, timed_from)
+                time_budget = None
+            if self.step >= end():
+                break
             for grp in self.opt.param_groups:
                 grp["lr"] = lr_at(self.cfg, self.step)
+            batch = next(batches)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                total, terms = self.loss(self.step)
+                total, terms = self.loss(self.step, batch)
             self.opt.zero_grad(set_to_none=True)
             total.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -257,15 +288,26 @@ class Trainer:
             self.ema.update(self.model, self.step)
             self.step += 1
             losses.append(float(total.detach()))
-            if self.step % self.cfg.log_every == 0 or self.step == end:
+            if self.step % self.cfg.log_every == 0 or self.step == end():
                 self._log({"step": self.step, "loss": float(total.detach()), **terms, "grad_norm": float(gnorm),
                            "lr": lr_at(self.cfg, self.step - 1), "s_per_step": (time.time() - t0) / len(losses)})
-            if self.step % self.cfg.ckpt_every == 0 or self.step == end:
+            if self.step % self.cfg.ckpt_every == 0 or self.step == end():
                 save_state(self.out / "state", self.step, self.model, self.ema.model, self.opt, self.cfg.to_dict())
                 self.export(self.out / "model.safetensors")
-            if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == end):
+            if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == end()):
                 self._log({"step": self.step, "event": "val", **self.validate()})
         return losses
+
+    def _set_steps_from_budget(self, budget: float, t0: float, timed_from: tuple[int, float]) -> None:
+        """cfg.steps such that the run ends about `budget` s after t0: the remaining time at the speed since
+        `timed_from`, less a tenth for checkpoints and validation (at least one step past the warm-up)."""
+        k0, s0 = timed_from
+        now = time.time()
+        s_per_step = (now - s0) / max(1, self.step - k0)
+        left = budget - (now - t0)
+        self.cfg.steps = self.step + max(1, int(0.9 * left / s_per_step))
+        self._log({"event": "time_budget", "step": self.step, "budget_s": budget, "s_per_step": s_per_step,
+                   "steps": self.cfg.steps})
 
     # -- outputs -----------------------------------------------------------------------------------
     def spec(self) -> ModelSpec:
