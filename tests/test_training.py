@@ -188,3 +188,21 @@ def test_time_budget_sets_the_step_count_at_the_end_of_the_warm_up(tmp_path):
     assert again == losses
     with pytest.raises(ValueError, match="time budget"):
         tr.train(time_budget=4.0)  # past the warm-up: the count it logged resumes it
+
+
+def test_ema_update_is_the_decayed_average():
+    """EMA weights after an update equal d * ema + (1 - d) * weights with the warm-started decay d."""
+    from training.trainer import EMA
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = EMA(net, decay=0.999)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        net[1].running_mean.fill_(0.5)
+    before = [p.clone() for p in ema.model.parameters()]
+    ema.update(net, step=20)
+    d = min(0.999, 21 / 30)
+    for pe, p0, p in zip(ema.model.parameters(), before, net.parameters()):
+        torch.testing.assert_close(pe, d * p0 + (1 - d) * p, rtol=0, atol=1e-6)
+    assert torch.equal(ema.model[1].running_mean, net[1].running_mean)  # buffers are copied, not averaged

@@ -68,8 +68,8 @@ class EMA:
     def update(self, model: nn.Module, step: int) -> None:
         # warm start: short runs would otherwise average in the random init
         d = min(self.decay, (1 + step) / (10 + step))
-        for pe, p in zip(self.model.parameters(), model.parameters()):
-            pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        # one multi-tensor kernel for all parameters rather than two small ones each (a GPU step is launch-bound)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for be, b in zip(self.model.buffers(), model.buffers()):
             be.copy_(b)
 
@@ -239,7 +239,7 @@ class Trainer:
             if wts.get("lpips", 0) > 0:
                 terms["lpips"] = self._lpips(out, x0)
         total = sum(wts.get(k, 0) * v for k, v in terms.items() if wts.get(k, 0))
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        return total, {k: v.detach() for k, v in terms.items()}
 
     # -- loop --------------------------------------------------------------------------------------
     def _log(self, rec: dict):
@@ -287,16 +287,17 @@ class Trainer:
             self.opt.step()
             self.ema.update(self.model, self.step)
             self.step += 1
-            losses.append(float(total.detach()))
+            losses.append(total.detach())  # read back at log steps only: a read per step stalls the GPU queue
             if self.step % self.cfg.log_every == 0 or self.step == end():
-                self._log({"step": self.step, "loss": float(total.detach()), **terms, "grad_norm": float(gnorm),
-                           "lr": lr_at(self.cfg, self.step - 1), "s_per_step": (time.time() - t0) / len(losses)})
+                self._log({"step": self.step, "loss": float(losses[-1]), **{k: float(v) for k, v in terms.items()},
+                           "grad_norm": float(gnorm), "lr": lr_at(self.cfg, self.step - 1),
+                           "s_per_step": (time.time() - t0) / len(losses)})
             if self.step % self.cfg.ckpt_every == 0 or self.step == end():
                 save_state(self.out / "state", self.step, self.model, self.ema.model, self.opt, self.cfg.to_dict())
                 self.export(self.out / "model.safetensors")
             if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == end()):
                 self._log({"step": self.step, "event": "val", **self.validate()})
-        return losses
+        return [float(x) for x in losses]
 
     def _set_steps_from_budget(self, budget: float, t0: float, timed_from: tuple[int, float]) -> None:
         """cfg.steps such that the run ends about `budget` s after t0: the remaining time at the speed since
