@@ -44,10 +44,12 @@ def _whole_and_pieces(tmp_path, src, o, pieces, tag):
     return n, outs
 
 
-@pytest.mark.parametrize("mode", ["shared", "independent"])
+@pytest.mark.parametrize("mode", ["shared", "independent", "flow"])
 def test_batched_segments_are_bit_identical_to_a_whole_run_and_close_to_batch_1(tmp_path, tiny_ckpt, mode):
     """Batch 3 (not a divisor of anything here): pieces that start and end inside batches, one spanning the
-    cut, give the whole run's frames bit for bit; and batch 3 is batch 1 within one grey level."""
+    cut, give the whole run's frames bit for bit; and batch 3 is batch 1 within one grey level. In flow mode a
+    batch's flows are estimated side by side before its frames are processed: a cut inside a batch must still
+    leave the first frame after it without motion."""
     src, cut = videogen.cut_clip(tmp_path, before=5, after=6)
     pieces = [(0, 2), (2, 7), (7, 8), (8, 11)]
     o3 = opts(tiny_ckpt, temporal=mode, codec="ffv1", pix_fmt="bgr0", batch_size=3)  # RGB kept exactly

@@ -255,3 +255,28 @@ def test_segments_match_an_uninterrupted_run(mode):
         assert psnr >= 50, psnr
     cold = TemporalUPSR(pipe, opts, (96, 128), 0)
     assert _psnr(whole[9], cold.push(9, frames[9], 0)) < psnr
+
+
+@pytest.mark.parametrize("mode", ["flow", "flow-recurrent"])
+def test_flows_estimated_on_threads_give_the_frame_loops_frames(mode):
+    """Flow threads (the GPU default) estimate a batch's flows before its frames are processed; the frames are
+    those of the flows estimated one by one in the loop (the CPU default), bit for bit, across a cut inside a
+    batch; and a run whose flow mattered differs from one whose flows were all None (so the check has teeth)."""
+    pipe, frames = _pipe(), _frames(9, seed=3)
+    shots = [0] * 4 + [4] * 5  # a cut at frame 4, inside the second batch of 3
+    opts = TemporalOptions(mode, seed=1, noise_period=3)
+
+    def run(threads):
+        r = TemporalUPSR(pipe, opts, (80, 96), start_step=0, flow_threads=threads)
+        out = []
+        for i in range(0, 9, 3):
+            out += r.push_batch(list(range(i, i + 3)), torch.cat(frames[i : i + 3]), shots[i : i + 3], [True] * 3)
+        return out
+
+    inline, threaded = run(0), run(2)
+    assert all(torch.equal(a, b) for a, b in zip(inline, threaded))
+    still = run(0)
+    r = TemporalUPSR(pipe, opts, (80, 96), start_step=0, flow_threads=0)
+    no_motion = [r.push(i, frames[i], i) for i in range(9)]  # every frame its own shot: no flow anywhere
+    assert all(torch.equal(a, b) for a, b in zip(inline, still))
+    assert not all(torch.equal(a, b) for a, b in zip(inline[1:4], no_motion[1:4]))

@@ -23,10 +23,13 @@ per frame); the last `recurrent_context` context frames are sampled and a segmen
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -98,15 +101,43 @@ class TemporalUPSR:
         out_size: tuple[int, int],
         start_step: Optional[int] = None,
         tiles: TileOptions = TileOptions(),
+        flow_threads: Optional[int] = None,
     ):
         """out_size (H, W): the output size, where y0, g and the diffusion live; start_step: the reverse process's
-        first step (None: full sampling from the prior)."""
+        first step (None: full sampling from the prior); flow_threads: threads estimating a batch's flows while g
+        runs (None: up to 4 when the model runs on a GPU, and 0, in the frame loop, on a CPU, whose cores the
+        model's own threads already use)."""
         self.pipe, self.opts = pipe, opts
         self.out_size = tuple(out_size)
         self.start_step, self.tiles = start_step, tiles
-        self.seconds = {"flow": 0.0, "warp": 0.0, "model": 0.0}
+        if flow_threads is None:
+            flow_threads = 0 if torch.device(pipe.device).type == "cpu" else min(4, os.cpu_count() or 1)
+        self.seconds = {"flow": 0.0, "warp": 0.0, "model": 0.0}  # flow: the frame loop's wait for it
         self._last_idx: Optional[int] = None
+        self._flow_pool = ThreadPoolExecutor(flow_threads, thread_name_prefix="flow") if flow_threads > 0 else None
         self._reset(None, None)
+
+    def _flows_ahead(self, lrs: Tensor, shot_starts: list[int]) -> list[Optional[Callable[[], mo.Motion]]]:
+        """The motion into each frame of a batch, as a call that returns it. With flow threads the flows are
+        started at once (OpenCV releases the GIL): the pairs are known before any frame is processed, so they run
+        side by side and beside g instead of one after another in the frame loop, where on a GPU they were most
+        of a frame's time. A frame that starts a shot, or the first frame ever, gets None, as in the loop."""
+        jobs: list[Optional[Callable[[], mo.Motion]]] = []
+        if not self.opts.uses_flow:
+            return [None] * len(shot_starts)
+        shot, prev = self._shot, self._prev_lr
+        for k, shot_start in enumerate(shot_starts):
+            if shot_start != shot:
+                shot, prev = shot_start, None
+            cur = lrs[k : k + 1]
+            if prev is None:
+                jobs.append(None)
+            elif self._flow_pool is not None:
+                jobs.append(self._flow_pool.submit(mo.estimate, prev, cur, self.out_size).result)
+            else:
+                jobs.append(functools.partial(mo.estimate, prev, cur, self.out_size))
+            prev = cur
+        return jobs
 
     def _reset(self, shot: Optional[int], idx: Optional[int]) -> None:
         self._shot = shot
@@ -210,6 +241,7 @@ class TemporalUPSR:
             raise ValueError("push_batch: indices, frames, shot starts and emit flags differ in length")
         t0 = time.perf_counter()
         lrs = lrs.to(self.pipe.device, self.pipe.dtype)
+        flows = self._flows_ahead(lrs, shot_starts) if self.pipe.is_diffusion else []
         y0, g = self.pipe.condition(lrs, self.out_size, self.tiles)
         self.seconds["model"] += time.perf_counter() - t0
         if not self.pipe.is_diffusion:  # the g-only fallback
@@ -227,9 +259,9 @@ class TemporalUPSR:
                 self._reset(shot_start, idx)
             lr = lrs[k : k + 1]
             motion = None
-            if self.opts.uses_flow and self._prev_lr is not None:
+            if flows[k] is not None:
                 t1 = time.perf_counter()
-                motion = mo.estimate(self._prev_lr, lr, self.out_size)
+                motion = flows[k]()
                 self.seconds["flow"] += time.perf_counter() - t1
             eps = self._noise(shape, idx, motion)
             if self.opts.mode == "independent":
