@@ -259,8 +259,12 @@ class Trainer:
         if time_budget is not None and (self.step >= self.cfg.warmup or until is not None):
             raise ValueError(f"a time budget sets the step count at the end of the warm-up (step {self.cfg.warmup}), "
                              f"for a run from step {self.step} to its end: resume a run past it with the count it logged")
-        # the last step of this call; unbounded while a time budget has still to set cfg.steps
-        end = lambda: 1 << 62 if time_budget is not None else (self.cfg.steps if until is None else min(self.cfg.steps, until))  # noqa: E731
+
+        def end() -> int:  # the last step of this call; unbounded while a time budget has still to set cfg.steps
+            if time_budget is not None:
+                return 1 << 62
+            return self.cfg.steps if until is None else min(self.cfg.steps, until)
+
         use_amp = self.cfg.amp and self.device.type == "cuda"
         losses = []
         t0 = time.time()
@@ -303,6 +307,8 @@ class Trainer:
         """cfg.steps such that the run ends about `budget` s after t0: the remaining time at the speed since
         `timed_from`, less a tenth for checkpoints and validation (at least one step past the warm-up)."""
         k0, s0 = timed_from
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the queued steps are part of the time
         now = time.time()
         s_per_step = (now - s0) / max(1, self.step - k0)
         left = budget - (now - t0)
