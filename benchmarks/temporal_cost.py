@@ -8,9 +8,9 @@ x4 to 720x576) as `upscale` runs them (the checkpoint's calibrated start step, `
 `upscale --batch-size`), and prints per mode the median milliseconds per frame of flow, warp and model (a push's
 over its frames), the share (flow + warp) / model of the medians, and the wall time per frame. Flow is the time
 the frame loop waits for it: on a CPU, as here, the flows are estimated in the loop (on a GPU they run on threads
-beside g and mostly hide); the last line gives the same pairs' flow estimated alone, one after another. The first 2 x noise_period frames are the warm-up of flow noise (one particle chain, then
-two), so the medians are taken over the frames after them, where every chain is running: the steady state of a
-long shot. The issue's bar: flow + warping <= 15% of the model's time per frame.
+beside g and mostly hide); the last line gives the same pairs' flow estimated alone, one after another. The
+first 2 x noise_period frames are the warm-up of flow noise (one particle chain, then two), so the medians are
+taken over the frames after them, where every chain is running: the steady state of a long shot. The issue's bar: flow + warping <= 15% of the model's time per frame.
 """
 from __future__ import annotations
 
@@ -57,9 +57,9 @@ def main(argv=None) -> int:
     print(f"{Path(a.checkpoint).name}: {len(lr)} frames {frames[0].shape[1]}x{frames[0].shape[0]} -> {size[1]}x{size[0]}, "
           f"start step {start}, {a.threads} thread(s), batch {a.batch}")
     print("| mode | flow ms | warp ms | model ms | (flow + warp) / model | wall ms |\n|---|---|---|---|---|---|")
+    warm = 2 * TemporalOptions().noise_period
     for mode in a.modes.split(","):
         opts = TemporalOptions(mode)
-        warm = 2 * opts.noise_period
         if len(lr) <= warm + 2 * a.batch:
             raise SystemExit(f"--frames must exceed {warm + 2 * a.batch}")
         runner = TemporalUPSR(pipe, opts, size, start, flow_threads=a.flow_threads)

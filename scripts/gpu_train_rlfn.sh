@@ -7,7 +7,8 @@
 #   scripts/gpu_train_rlfn.sh OUT_FOLDER [G_SECONDS=200] [DENOISER_SECONDS=270]
 # Writes to OUT_FOLDER: g-rlfn-video-gpu.safetensors (g alone, as soon as it is trained),
 # upsr-rlfn-video-gpu.safetensors (denoiser + that g), both runs' log.jsonl, gpu.txt (the GPU and versions).
-# The runs are runs/g-rlfn-video-gpu and runs/upsr-rlfn-video-gpu. About G + DENOISER + 40 seconds (measured on an H200: 3361 + 2333 steps with the defaults).
+# The runs are runs/g-rlfn-video-gpu and runs/upsr-rlfn-video-gpu. About G + DENOISER + 40 seconds (on an H200
+# the defaults gave 3361 + 2333 steps).
 set -euo pipefail
 out="${1:?usage: scripts/gpu_train_rlfn.sh OUT_FOLDER [G_SECONDS] [DENOISER_SECONDS]}"
 g_s="${2:-200}"

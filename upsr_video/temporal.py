@@ -122,9 +122,9 @@ class TemporalUPSR:
         started at once (OpenCV releases the GIL): the pairs are known before any frame is processed, so they run
         side by side and beside g instead of one after another in the frame loop, where on a GPU they were most
         of a frame's time. A frame that starts a shot, or the first frame ever, gets None, as in the loop."""
-        jobs: list[Optional[Callable[[], mo.Motion]]] = []
         if not self.opts.uses_flow:
             return [None] * len(shot_starts)
+        jobs: list[Optional[Callable[[], mo.Motion]]] = []
         shot, prev = self._shot, self._prev_lr
         for k, shot_start in enumerate(shot_starts):
             if shot_start != shot:
