@@ -67,14 +67,14 @@ def flow_presets() -> None:
 
     presets = {"zero": None, "dis-ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
                "dis-fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "dis-medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-               "dis-fine (make_dis(fine=True))": "fine", "farneback": "farneback"}
+               "dis-fine (make_dis(0))": "fine", "farneback": "farneback"}
     for name, p in presets.items():
         def flow(a, b):
             if p is None:
                 return np.zeros(a.shape + (2,), np.float32)
             if p == "farneback":
                 return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-            return (make_dis(fine=True) if p == "fine" else cv2.DISOpticalFlow_create(p)).calc(a, b, None)
+            return (make_dis(0) if p == "fine" else cv2.DISOpticalFlow_create(p)).calc(a, b, None)
 
         bg, sp = [], []
         for spec, lr, sprite in clips:

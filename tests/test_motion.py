@@ -133,3 +133,35 @@ def test_still_content_gets_exactly_zero_flow_and_moving_content_keeps_its_flow(
     eps = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(2))
     p = mo.transport(mo.NoiseParticles.fresh(eps), m, lambda k: torch.zeros(3, k))
     assert torch.equal(p.eps[..., 8:-8, 8 : w // 2 - 8], eps[..., 8:-8, 8 : w // 2 - 8])
+
+
+def test_flow_level_keeps_the_finest_level_under_the_pixel_budget_and_still_finds_motion():
+    """Small LR frames are refined at every pixel, larger ones one pyramid level up per 4x pixels; at level 1
+    (Vid4 calendar at its full 720x576, as an LR frame) a known shift is still recovered to 0.1 px."""
+    import cv2
+
+    assert [mo.flow_level(h, w) for h, w in ((144, 180), (270, 480), (360, 640), (480, 854), (720, 1280), (1080, 1920))] \
+        == [0, 0, 0, 1, 1, 2]
+    for h, w in ((144, 180), (480, 854), (1080, 1920), (2160, 3840)):
+        lv = mo.flow_level(h, w)
+        assert h * w <= mo.FLOW_PIXELS * 4**lv and (lv == 0 or h * w > mo.FLOW_PIXELS * 4 ** (lv - 1))
+    f = cv2.cvtColor(cv2.imread(str(SHARED / "data/vid4/GT/calendar/Frame_001.png")), cv2.COLOR_BGR2RGB)
+    assert mo.flow_level(*f.shape[:2]) == 1
+    t = torch.from_numpy(f).permute(2, 0, 1)[None].float() / 127.5 - 1
+    m = mo.estimate(t, torch.roll(t, shifts=(1, 2), dims=(2, 3)), f.shape[:2])
+    inner = m.fw[0, :, 40:-40, 40:-40]
+    assert abs(float(inner[0].median()) - 2) < 0.1 and abs(float(inner[1].median()) - 1) < 0.1
+
+
+def test_upsampling_on_the_device_gives_the_cv2_maps():
+    """up_on_device (the path of a GPU, run here on the CPU) against up_flow / up_mask: same flows to float
+    rounding, same masks."""
+    rng = np.random.default_rng(0)
+    flows = [rng.normal(0, 3, (36, 45, 2)).astype(np.float32) for _ in range(2)]
+    masks = [rng.random((36, 45)) > p for p in (0.9, 0.5)]
+    size = (81, 101)  # a non-integer factor
+    got = mo.up_on_device(flows, masks, size, torch.device("cpu"))
+    for fl, g in zip(flows, got[:2]):
+        torch.testing.assert_close(g, mo.up_flow(fl, size), atol=2e-4, rtol=0)
+    for m, g in zip(masks, got[2:]):
+        assert g.dtype == torch.bool and torch.equal(g, mo.up_mask(m, size))

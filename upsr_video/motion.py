@@ -99,6 +99,19 @@ def up_mask(mask: np.ndarray, size: tuple[int, int]) -> Tensor:
     return _to_t(cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR) > 0)
 
 
+def up_on_device(flows: list[np.ndarray], masks: list[np.ndarray], size: tuple[int, int], device) -> list[Tensor]:
+    """up_flow of each flow and up_mask of each mask, computed on `device` from the LR arrays (one small copy
+    instead of the output-size fields; the resize is then the device's). Same maps as the cv2 functions, to
+    float rounding (tests/test_motion.py); on the CPU the cv2 ones are about 2x faster."""
+    h, w = flows[0].shape[:2]
+    lr = np.concatenate([*flows, *(m[..., None] for m in masks)], axis=-1).astype(np.float32)
+    up = F.interpolate(_to_t(lr).to(device, non_blocking=True), size=tuple(size), mode="bilinear", align_corners=False)
+    k = 2 * len(flows)
+    scale = torch.tensor([size[1] / w, size[0] / h], device=device).repeat(len(flows)).view(1, k, 1, 1)
+    fl = up[:, :k] * scale
+    return [fl[:, 2 * i : 2 * i + 2] for i in range(len(flows))] + [up[:, k + i : k + i + 1] > 0 for i in range(len(masks))]
+
+
 PHOTO_TOLERANCE = 6.0  # grey levels (of 255): flow that brings a different colour is not re-used
 # grey levels (of 255, mean |difference| over a 3x3 LR window): where the two LR frames agree this closely the
 # content did not move, and the flow there is set to exactly 0. DIS reports ~0.1 LR px of noise on still
@@ -107,20 +120,38 @@ PHOTO_TOLERANCE = 6.0  # grey levels (of 255): flow that brings a different colo
 STILL_TOLERANCE = 1.5
 
 
+# The most pixels the flow is refined at: on larger LR frames it stops one pyramid level up (a quarter of the
+# pixels) per 4x. DIS's cost grows with the pixels of its finest level (~0.2 s per 854x480 pair at level 0 on one
+# core, against a model frame of ~0.2 s on a GPU), its accuracy much less (`benchmarks/flow_level.py`).
+FLOW_PIXELS = 256_000
+
+
+def flow_level(h: int, w: int) -> int:
+    """The DIS pyramid level the flow of an h x w LR frame is refined down to (0 = every pixel)."""
+    level = 0
+    while h * w > FLOW_PIXELS * 4**level:
+        level += 1
+    return level
+
+
 def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Motion:
     """Flow both ways between two LR frames ([1,3,h,w] in [-1,1]) and the occlusion masks, at out_size (H, W).
     The LR work is numpy/OpenCV: small torch ops cost more in thread hand-offs than in arithmetic."""
     pa, pb = _rgb(prev_lr), _rgb(cur_lr)
     a, b = cv2.cvtColor(pa, cv2.COLOR_RGB2GRAY), cv2.cvtColor(pb, cv2.COLOR_RGB2GRAY)
-    fw, bw = dis_flow(a, b, fine=True), dis_flow(b, a, fine=True)
+    level = flow_level(*a.shape)
+    fw, bw = dis_flow(a, b, level), dis_flow(b, a, level)
     still = cv2.blur(np.abs(pa.astype(np.float32) - pb.astype(np.float32)).mean(-1), (3, 3)) <= STILL_TOLERANCE
     fw[still] = 0.0
     bw[still] = 0.0
     occ, dis = occlusion_mask(fw, bw, boundary=False), occlusion_mask(bw, fw, boundary=False)
     photo = np.abs(np_warp(pa.astype(np.float32), bw) - pb.astype(np.float32)).mean(-1) <= PHOTO_TOLERANCE
     size, dev = tuple(out_size), prev_lr.device
-    return Motion(up_flow(fw, size).to(dev), up_flow(bw, size).to(dev), up_mask(occ, size).to(dev),
-                  up_mask(dis, size).to(dev), ~up_mask(dis | ~photo, size).to(dev))
+    if dev.type != "cpu":
+        f, b, o, d, u = up_on_device([fw, bw], [occ, dis, dis | ~photo], size, dev)
+        return Motion(f, b, o, d, ~u)
+    return Motion(up_flow(fw, size), up_flow(bw, size), up_mask(occ, size), up_mask(dis, size),
+                  ~up_mask(dis | ~photo, size))
 
 
 @dataclass

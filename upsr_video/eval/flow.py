@@ -7,6 +7,8 @@ samples `b` at ``x + flow(x)`` and so brings `b` onto `a`'s grid (backward warpi
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import cv2
 import numpy as np
 
@@ -30,25 +32,27 @@ def _grey_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ga, gb
 
 
-def make_dis(fine: bool = False):
-    """OpenCV DIS, MEDIUM preset (the metrics' flow, on HR frames). fine: refined down to the finest scale
-    (patch 8, stride 3), the model's flow on LR frames (`upsr_video.motion`). On the held-out clips of known
-    motion (`scripts/temporal_modes.py --flow-presets`) its end-point error is 0.049 LR px on the pan and 0.088 on
-    the moving sprite, against 0.057 / 0.095 for the FAST preset, 0.164 / 0.386 for plain MEDIUM, 0.22 / 0.20 for
-    Farneback and 1.3 for no motion, at ~14 ms per 180x144 pair (FAST: ~1 ms). End to end FAST is cheaper but
-    worse: the flow mode's E_warp on those clips rose from 0.736x to 0.759x that of per-frame noise."""
+def make_dis(finest_scale: Optional[int] = None):
+    """OpenCV DIS. finest_scale None: the MEDIUM preset (the metrics' flow, on HR frames). finest_scale s: the
+    model's flow on LR frames (`upsr_video.motion`), patch 8, stride 3, refined down to pyramid level s (0 = every
+    pixel). At level 0, on the held-out clips of known motion (`scripts/temporal_modes.py --flow-presets`) its
+    end-point error is 0.049 LR px on the pan and 0.088 on the moving sprite, against 0.057 / 0.095 for the FAST
+    preset, 0.164 / 0.386 for plain MEDIUM, 0.22 / 0.20 for Farneback and 1.3 for no motion, at ~14 ms per 180x144
+    pair (FAST: ~1 ms). End to end FAST is cheaper but worse: the flow mode's E_warp on those clips rose from
+    0.736x to 0.759x that of per-frame noise. Levels 1 and 2 trade accuracy for 4x and 16x fewer pixels on large
+    frames (`benchmarks/flow_level.py`)."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    if fine:
-        dis.setFinestScale(0)
+    if finest_scale is not None:
+        dis.setFinestScale(finest_scale)
         dis.setPatchSize(8)
         dis.setPatchStride(3)
     return dis
 
 
-def dis_flow(a: np.ndarray, b: np.ndarray, fine: bool = False) -> np.ndarray:
+def dis_flow(a: np.ndarray, b: np.ndarray, finest_scale: Optional[int] = None) -> np.ndarray:
     """DIS flow (`make_dis`) from `a` to `b` on grey frames: float32 HxWx2, a(x) ~= b(x + F(x))."""
     ga, gb = _grey_pair(a, b)
-    return make_dis(fine).calc(ga, gb, None)  # an instance per call: instances are not thread-safe
+    return make_dis(finest_scale).calc(ga, gb, None)  # an instance per call: instances are not thread-safe
 
 
 def farneback_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
