@@ -132,6 +132,43 @@ def test_start_prob_trains_on_the_samplers_start_state(tmp_path):
     assert all(a != b for a, b in zip(at_start, at_x0)) and any(at_start) and any(at_x0)
 
 
+def test_t_weights_set_the_share_of_each_diffusion_step(tmp_path):
+    """t_weights draws the steps in proportion (a zero weight never), the loss trains at the drawn step (all
+    weight on t = 0: x_t is the forward marginal at 0, checked against the schedule's formula), and the
+    default stays torch.randint's uniform draw."""
+    from upsr_video.diffusion.sampler import derive_seed
+    from upsr_video.diffusion.unw import noise_weight
+    from upsr_video.pipeline import aux_grid, make_condition
+
+    g_run = Trainer(_cfg(tmp_path / "g", steps=2), log_stdout=False)
+    g_run.train()
+    g_ckpt = str(g_run.export(tmp_path / "g.safetensors"))
+    kw = dict(kind="upsr", aux_checkpoint=g_ckpt, denoiser="upsr-tiny", loss={"mse": 1.0}, batch=6, patch=64)
+    weighted = Trainer(_cfg(tmp_path / "w", t_weights=[3, 1, 1, 1, 0], **kw), log_stdout=False)
+    t = weighted.draw_steps(30000, torch.Generator().manual_seed(0))
+    share = torch.bincount(t, minlength=5).double() / t.numel()
+    torch.testing.assert_close(share, torch.tensor([0.5, 1 / 6, 1 / 6, 1 / 6, 0], dtype=torch.float64), atol=0.01, rtol=0)
+    uniform = Trainer(_cfg(tmp_path / "u", **kw), log_stdout=False)
+    assert torch.equal(uniform.draw_steps(50, torch.Generator().manual_seed(1)),
+                       torch.randint(5, (50,), generator=torch.Generator().manual_seed(1)))
+
+    at_zero = Trainer(_cfg(tmp_path / "z", t_weights=[1, 0, 0, 0, 0], **kw), log_stdout=False)
+    step = 3
+    xt = _captured_inputs(at_zero, step)
+    lr01, hr01, _ = at_zero.batch(step)
+    x0 = hr01 * 2 - 1
+    y0, g = make_condition(at_zero.aux, lr01 * 2 - 1, x0.shape[-2:], aux_grid(at_zero.aux))
+    gen = torch.Generator().manual_seed(derive_seed(3, "diffusion", step))
+    assert torch.equal(at_zero.draw_steps(6, gen), torch.zeros(6, dtype=torch.long))  # the loss's draw of t
+    eps = torch.randn(x0.shape, generator=gen)
+    eta0 = float(at_zero.schedule.etas[0])
+    w = noise_weight(g, y0, at_zero.unw)
+    torch.testing.assert_close(xt, x0 + eta0 * (y0 - x0) + at_zero.schedule.kappa * eta0 ** 0.5 * w * eps,
+                               atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="t_weights"):
+        Trainer(_cfg(tmp_path / "bad", t_weights=[1, 1], **kw), log_stdout=False)
+
+
 def test_data_seed_changes_the_training_draws_not_the_init(tmp_path):
     """A continuation with its own data_seed sees other crops than its parent (same seed), from the same init."""
     base = Trainer(_cfg(tmp_path / "a"), log_stdout=False)

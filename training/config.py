@@ -53,6 +53,10 @@ class TrainConfig:
     # Without it the denoiser only ever sees x_t built around the ground truth, so at a start step near 0 it
     # learns to return its input, which at test time is g.
     start_prob: float = 0.0
+    # kind "upsr": relative weights of the diffusion steps t = 0..T-1 drawn for training (None = uniform). The
+    # shipped sampler starts at the calibrated step (0 for every factor so far), so the steps it never runs
+    # need not take an equal share of the denoiser's training.
+    t_weights: Optional[tuple[float, ...]] = None
     loss: dict = field(default_factory=lambda: {"l1": 1.0, "mse": 0.0, "lpips": 0.0})
     lpips_weights: Optional[str] = "../shared/weights/lpips_alex_v0.1.safetensors"
 
@@ -63,8 +67,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training config keys: {sorted(unknown)}")
         d = dict(d)
-        for k in ("betas", "scales", "val_scales"):
-            if k in d:
+        for k in ("betas", "scales", "val_scales", "t_weights"):
+            if d.get(k) is not None:
                 d[k] = tuple(float(x) for x in d[k])
         return cls(**d)
 
@@ -81,4 +85,6 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["betas"], d["scales"], d["val_scales"] = list(self.betas), list(self.scales), list(self.val_scales)
+        if self.t_weights is not None:
+            d["t_weights"] = list(self.t_weights)
         return d

@@ -119,6 +119,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch sizes: pick the fastest convolution once
         self.schedule = Schedule(_schedule_cfg(cfg.schedule))
+        tw = cfg.t_weights
+        if tw is not None and (len(tw) != self.schedule.T or min(tw) < 0 or sum(tw) <= 0):
+            raise ValueError(f"t_weights: {self.schedule.T} non-negative weights, one per step, not all 0; got {list(tw)}")
         self.unw = UNWConfig.from_dict(cfg.unw)
         self.lpips = None  # loaded when the weights exist: a loss term, and validation reports it
         self._maybe_lpips()
@@ -209,6 +212,13 @@ class Trainer:
     def _lpips(self, a, b):
         return self.lpips(a.float(), b.float()).mean()
 
+    def draw_steps(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """n diffusion steps for a denoiser batch, uniform or by cfg.t_weights."""
+        if self.cfg.t_weights is None:
+            return torch.randint(self.schedule.T, (n,), generator=gen)
+        return torch.multinomial(torch.tensor(self.cfg.t_weights, dtype=torch.float64), n, replacement=True,
+                                 generator=gen)
+
     def loss(self, step: int, batch: Optional[tuple] = None) -> tuple[torch.Tensor, dict]:
         """The loss of `step` on its batch (`batch`: that batch when the caller already has it)."""
         lr01, hr01, _ = batch if batch is not None else self.batch(step)
@@ -225,7 +235,7 @@ class Trainer:
             with torch.no_grad():
                 y0, g = make_condition(self.aux, lr, x0.shape[-2:], aux_grid(self.aux))
             n = x0.shape[0]
-            t = torch.randint(self.schedule.T, (n,), generator=gen)
+            t = self.draw_steps(n, gen)
             eps = torch.randn(x0.shape, generator=gen).to(self.device)
             w = noise_weight(g, y0, self.unw)
             anchor = x0
