@@ -148,8 +148,8 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     photo = np.abs(np_warp(pa.astype(np.float32), bw) - pb.astype(np.float32)).mean(-1) <= PHOTO_TOLERANCE
     size, dev = tuple(out_size), prev_lr.device
     if dev.type != "cpu":
-        f, b, o, d, u = up_on_device([fw, bw], [occ, dis, dis | ~photo], size, dev)
-        return Motion(f, b, o, d, ~u)
+        up_fw, up_bw, up_occ, up_dis, unreliable = up_on_device([fw, bw], [occ, dis, dis | ~photo], size, dev)
+        return Motion(up_fw, up_bw, up_occ, up_dis, ~unreliable)
     return Motion(up_flow(fw, size), up_flow(bw, size), up_mask(occ, size), up_mask(dis, size),
                   ~up_mask(dis | ~photo, size))
 
