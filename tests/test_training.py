@@ -83,6 +83,37 @@ def test_fine_tuning_starts_from_the_given_checkpoint_and_resumes_from_its_own_s
         Trainer(_cfg(tmp_path / "bad", aux="compact-s", init_from=str(ckpt)), log_stdout=False)
 
 
+def test_a_residual_g_denoiser_starts_a_g_xt_one_with_lambda_at_its_initial_value(tmp_path):
+    """init_from a denoiser with `residual: g` into the same network with `residual: g_xt`: every weight is
+    copied, lambda_t keeps its Wiener initial value, and on inputs with x_t = g the two give the same x0."""
+    g_run = Trainer(_cfg(tmp_path / "g", steps=2), log_stdout=False)
+    g_run.train()
+    g_ckpt = str(g_run.export(tmp_path / "g.safetensors"))
+    kw = dict(kind="upsr", aux_checkpoint=g_ckpt, loss={"mse": 1.0}, batch=2, patch=64)
+    src = Trainer(_cfg(tmp_path / "src", steps=2, denoiser={"preset": "upsr-tiny", "residual": "g"}, **kw),
+                  log_stdout=False)
+    src.train()
+    ckpt = str(src.export(tmp_path / "den.safetensors"))
+    ft = Trainer(_cfg(tmp_path / "ft", init_from=ckpt, denoiser={"preset": "upsr-tiny", "residual": "g_xt"}, **kw),
+                 log_stdout=False)
+    fresh = Trainer(_cfg(tmp_path / "fresh", denoiser={"preset": "upsr-tiny", "residual": "g_xt"}, **kw),
+                    log_stdout=False)
+    exported = src.ema.model.state_dict()
+    for k, v in ft.model.state_dict().items():
+        want = fresh.model.state_dict()[k] if k == "xt_blend" else exported[k]
+        assert torch.equal(v, want), k
+    assert float(ft.model.xt_blend.detach()[0]) > 0.5  # the Wiener weight at t = 0, not zero
+    src.ema.model.eval()
+    ft.model.eval()
+    gen = torch.Generator().manual_seed(0)
+    g = torch.rand(2, 3, 64, 64, generator=gen) * 2 - 1
+    y0 = (g + 0.1 * torch.randn(2, 3, 64, 64, generator=gen)).clamp(-1, 1)
+    t = torch.tensor([0, 3])
+    x_in = g / ft.schedule.input_scale_tensor(t, g)  # x_t = g: lambda_t (x_t - g) vanishes
+    with torch.no_grad():
+        torch.testing.assert_close(ft.model(x_in, t, g, y0), src.ema.model(x_in, t, g, y0), atol=1e-5, rtol=0)
+
+
 def test_refuses_eval_sets_as_training_data(tmp_path):
     with pytest.raises(ValueError, match="evaluation set"):
         Trainer(_cfg(tmp_path / "bad", data={"sources": [str(SHARED / "data/images/Set14")]}), log_stdout=False)

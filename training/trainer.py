@@ -187,8 +187,13 @@ class Trainer:
         src = aux if self.cfg.kind == "g" else den
         if src is None:
             raise ValueError(f"init_from {path}: the checkpoint has no denoiser")
+        state = src.state_dict()
+        if self.cfg.kind == "upsr" and "xt_blend" in self.model.state_dict() and "xt_blend" not in state:
+            # a residual-on-g denoiser is the g_xt network with lambda_t = 0: it starts from the same
+            # weights with lambda_t at its Wiener initial value, so it learns to use x_t from there
+            state = {**state, "xt_blend": self.model.xt_blend.detach().clone()}
         try:
-            self.model.load_state_dict(src.state_dict(), strict=True)
+            self.model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0]
             raise ValueError(f"init_from {path}: its network does not match this config's ({first})") from None
