@@ -103,6 +103,11 @@ def test_a_residual_g_denoiser_starts_a_g_xt_one_with_lambda_at_its_initial_valu
         want = fresh.model.state_dict()[k] if k == "xt_blend" else exported[k]
         assert torch.equal(v, want), k
     assert float(ft.model.xt_blend.detach()[0]) > 0.5  # the Wiener weight at t = 0, not zero
+    y0_src = Trainer(_cfg(tmp_path / "y0", denoiser={"preset": "upsr-tiny", "residual": "y0"}, **kw), log_stdout=False)
+    y0_ckpt = str(y0_src.export(tmp_path / "y0.safetensors"))
+    with pytest.raises(ValueError, match="does not match"):  # a y0-residual network is not the g_xt one
+        Trainer(_cfg(tmp_path / "ft2", init_from=y0_ckpt, denoiser={"preset": "upsr-tiny", "residual": "g_xt"}, **kw),
+                log_stdout=False)
     src.ema.model.eval()
     ft.model.eval()
     gen = torch.Generator().manual_seed(0)

@@ -188,7 +188,7 @@ class Trainer:
         if src is None:
             raise ValueError(f"init_from {path}: the checkpoint has no denoiser")
         state = src.state_dict()
-        if self.cfg.kind == "upsr" and "xt_blend" in self.model.state_dict() and "xt_blend" not in state:
+        if self.cfg.kind == "upsr" and src.config.residual == "g" and self.model.config.residual == "g_xt":
             # a residual-on-g denoiser is the g_xt network with lambda_t = 0: it starts from the same
             # weights with lambda_t at its Wiener initial value, so it learns to use x_t from there
             state = {**state, "xt_blend": self.model.xt_blend.detach().clone()}
