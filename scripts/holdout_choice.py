@@ -9,6 +9,8 @@ up to --crops 240x240 crops each (a grid from the centre out). Degradations, eac
   bicubic x2 / x3 / x4   antialiased bicubic (as Set5/Set14's LR are made)
   BD x4                  Gaussian blur sigma 1.6 + x4 at pixel centres (the Vid4 bar's degradation)
   H.264 x2               area x2 down, one H.264 frame at CRF 26 (yuv420p), decoded
+Denoising (a diffusion checkpoint): bicubic x4, the reverse process from t = 0 started at the forward marginal of
+the ground truth vs at g (quality_bars' denoise check on held-out crops: does the denoiser use x_t).
 Metrics: PSNR-Y (ceil(scale) px shaved) and LPIPS-alex; the model starts at the step `--steps` gives (auto: the
 checkpoint's calibrated table, as `upscale` does). A g-only checkpoint reports g.
 """
@@ -18,12 +20,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_bars import SHARED, bd_x4, bicubic, g_only, image_method, lp, web_lr  # noqa: E402
+from quality_bars import SHARED, bd_x4, bicubic, denoise_gains, g_only, image_method, lp, web_lr  # noqa: E402
 
 from upsr_video.checkpoint import load_pipeline  # noqa: E402
 from upsr_video.eval.fidelity import psnr_y  # noqa: E402
@@ -89,6 +92,11 @@ def evaluate(ckpt: str, crops, lpips_model, steps, seed: int) -> dict:
         res[name] = {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in acc.items()}
         row = "  ".join(f"{m} {d['psnr_y']:.3f}/{d['lpips']:.3f}" for m, d in res[name].items())
         print(f"{Path(ckpt).name:40s} {name:11s} {row}", flush=True)
+    if pipe.is_diffusion:  # does the denoiser use x_t: the issue's denoising check, on held-out crops
+        pairs = [SimpleNamespace(lr=bicubic_downscale(hr, 4), hr=hr) for hr in crops]
+        d = res["denoise x4 t=0"] = denoise_gains(pipe, pairs, seed, [0])[0]
+        print(f"{Path(ckpt).name:40s} denoise x4  t=0 from GT marginal {d['from_gt']:.3f}  from g {d['from_g']:.3f}  "
+              f"gain {d['from_gt'] - d['from_g']:+.3f} dB", flush=True)
     return res
 
 
