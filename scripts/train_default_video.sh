@@ -20,5 +20,5 @@ python scripts/calibrate_start_step.py --checkpoint $CKPT --degradation-config c
     --threads 2 --out $U/start_steps.json --report $OUT/start_step_calibration.json --plot $OUT/start_step_calibration.png
 python scripts/bundle_checkpoint.py $CKPT $CKPT --name upsr-default-video --start-steps $U/start_steps.json
 python scripts/plot_training.py $P1 $U -o $OUT/training_curves.png
-python scripts/holdout_choice.py upsr_video/weights/upsr-small-default.safetensors $CKPT \
+python scripts/holdout_choice.py checkpoints/upsr-small-bicubic.safetensors $CKPT \
     --threads 2 --json $OUT/holdout_choice.json
