@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the bundled default (CPU, 2 cores; about 2.5 h at nice 10), in three stages, each resuming exactly
+# Reproduces the bundled default (CPU, 2 cores; about 3 h at nice 10), in three stages, each resuming exactly
 # when re-run. Run from the repo root with ../shared beside it.
 #  1. The bicubic x4 base (checkpoints/upsr-small-bicubic.safetensors, the default until 2026-12-07): g
 #     configs/g-compact-s.yaml, then the upsr-small denoiser configs/upsr-small.yaml with g frozen.
@@ -30,4 +30,5 @@ python scripts/bundle_checkpoint.py runs/upsr-default-video-xt/model.safetensors
     --note "bicubic x4 base, then configs/upsr-default-video-blind.yaml and configs/upsr-default-video-xt.yaml (g_xt); CPU; scripts/train_default.sh"
 python scripts/calibrate_start_step.py --checkpoint $DEFAULT --degradation-config configs/upsr-default-video-xt.yaml --threads 2
 python scripts/plot_training.py runs/upsr-default-video-xt -o reports/default_xt/training_curves.png
-python scripts/holdout_choice.py $BASE $DEFAULT --threads 2 --json reports/default_xt/holdout_choice.json
+python scripts/holdout_choice.py $BASE $BLIND checkpoints/upsr-default-video.safetensors $DEFAULT --threads 2 \
+    --json reports/default_xt/holdout_choice.json
