@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ from quality_bars import SHARED, bd_x4, bicubic, denoise_gains, g_only, image_me
 from upsr_video.checkpoint import load_pipeline  # noqa: E402
 from upsr_video.eval.fidelity import psnr_y  # noqa: E402
 from upsr_video.eval.lpips_alex import load_lpips  # noqa: E402
-from upsr_video.eval.sr_bench import bicubic_downscale, read_rgb  # noqa: E402
+from upsr_video.eval.sr_bench import Pair, bicubic_downscale, read_rgb  # noqa: E402
 
 CROP = 240
 
@@ -93,7 +92,8 @@ def evaluate(ckpt: str, crops, lpips_model, steps, seed: int) -> dict:
         row = "  ".join(f"{m} {d['psnr_y']:.3f}/{d['lpips']:.3f}" for m, d in res[name].items())
         print(f"{Path(ckpt).name:40s} {name:11s} {row}", flush=True)
     if pipe.is_diffusion:  # does the denoiser use x_t: the denoising check, on held-out crops
-        pairs = [SimpleNamespace(lr=bicubic_downscale(hr, 4), hr=hr) for hr in crops]
+        x4 = DEGRADATIONS["bicubic x4"][1]
+        pairs = [Pair(f"crop{i}", hr, x4(hr)) for i, hr in enumerate(crops)]
         d = res["denoise x4 t=0"] = denoise_gains(pipe, pairs, seed, [0])[0]
         print(f"{Path(ckpt).name:40s} denoise x4  t=0 from GT marginal {d['from_gt']:.3f}  from g {d['from_g']:.3f}  "
               f"gain {d['from_gt'] - d['from_g']:+.3f} dB", flush=True)
