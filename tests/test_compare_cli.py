@@ -87,9 +87,9 @@ def test_eval_needs_a_reference(tmp_path, gt_dir):
 
 
 def test_compare_runs_the_path_upscale_ships(tmp_path, gt_dir, monkeypatch):
-    """compare's upsr-flow frames (the default mode) are upscale's frames: the same LR through `upsr-video upscale`
-    (lossless RGB in
-    and out) gives identical pixels, at the start step make_plan chooses (resolve_start, one function for both)."""
+    """compare's frames for the default mode are upscale's frames: the same LR through `upsr-video upscale`
+    (lossless RGB in and out) gives identical pixels, at the start step make_plan chooses (resolve_start, one
+    function for both)."""
     import upsr_video.eval.compare as cmp
     from upsr_video.upscale import upscale_video
     from upsr_video.process import UpscaleOptions
@@ -104,7 +104,8 @@ def test_compare_runs_the_path_upscale_ships(tmp_path, gt_dir, monkeypatch):
         return real(out_dir, rows, curves, outputs, gt, lr, *a, **k)
 
     monkeypatch.setattr(cmp, "write_report", keep)
-    r = CliRunner().invoke(main, ["compare", str(gt_dir), "--make-lr", "4", "--methods", "bicubic,upsr-flow",
+    method = f"upsr-{UpscaleOptions().temporal}"
+    r = CliRunner().invoke(main, ["compare", str(gt_dir), "--make-lr", "4", "--methods", f"bicubic,{method}",
                                   "--max-frames", "3", "--lpips-weights", str(LPIPS), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     res = _last_json(r.stdout)
@@ -115,8 +116,8 @@ def test_compare_runs_the_path_upscale_ships(tmp_path, gt_dir, monkeypatch):
     assert summary["model"] == "UPSR" and summary["start_step"] == res["start_step"]
     with av.open(str(out)) as c:
         up = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert len(up) == len(seen["outputs"]["upsr-flow"]) == 3
-    for a, b in zip(up, seen["outputs"]["upsr-flow"]):
+    assert len(up) == len(seen["outputs"][method]) == 3
+    for a, b in zip(up, seen["outputs"][method]):
         assert np.array_equal(a, b)
 
 
