@@ -27,22 +27,22 @@ from upsr_video.checkpoint import default_checkpoint_path, load_checkpoint  # no
 from upsr_video.eval.fidelity import psnr_y  # noqa: E402
 from upsr_video.eval.sr_bench import load_pairs, to_tensor, to_uint8  # noqa: E402
 from upsr_video.models.aux import build_aux  # noqa: E402
-from upsr_video.pipeline import aux_grid, make_condition  # noqa: E402
+from upsr_video.pipeline import make_condition  # noqa: E402
 
 
 def g_out(aux, lr: np.ndarray, size) -> np.ndarray:
     with torch.no_grad():
-        return to_uint8(make_condition(aux, to_tensor(lr), size, aux_grid(aux))[1].clamp(-1, 1))
+        return to_uint8(make_condition(aux, to_tensor(lr), size)[1].clamp(-1, 1))
 
 
 def seconds(aux, lr_hw, out_hw, repeats: int) -> float:
     lr = torch.rand(1, 3, *lr_hw) * 2 - 1
     ts = []
     with torch.no_grad():
-        make_condition(aux, lr, out_hw, aux_grid(aux))
+        make_condition(aux, lr, out_hw)
         for _ in range(repeats):
             t0 = time.perf_counter()
-            make_condition(aux, lr, out_hw, aux_grid(aux))
+            make_condition(aux, lr, out_hw)
             ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 

@@ -6,9 +6,9 @@ as `upscale` runs it, under fixed degradations, with bicubic beside them.
 
 Images: the pool's held-out images (every 20th of train_hr, the split training uses for validation), cut into
 up to --crops 240x240 crops each (a grid from the centre out). Degradations, each the same for every checkpoint:
-  bicubic x2 / x3 / x4   antialiased bicubic (as Set5/Set14's LR are made)
+  bicubic x1.5 / x2 / x3 / x4   antialiased bicubic (as Set5/Set14's LR are made)
   BD x4                  Gaussian blur sigma 1.6 + x4 at pixel centres (the Vid4 bar's degradation)
-  H.264 x2               area x2 down, one H.264 frame at CRF 26 (yuv420p), decoded
+  H.264 x2 / x1.5        area down, one H.264 frame at CRF 26 (yuv420p), decoded
 Denoising (a diffusion checkpoint): bicubic x4, the reverse process from t = 0 started at the forward marginal of
 the ground truth vs at g (quality_bars' denoise check on held-out crops: does the denoiser use x_t).
 Metrics: PSNR-Y (ceil(scale) px shaved) and LPIPS-alex; the model starts at the step `--steps` gives (auto: the
@@ -58,11 +58,13 @@ def holdout_crops(per_image: int, every: int = 20) -> list[np.ndarray]:
 
 
 DEGRADATIONS = {
+    "bicubic x1.5": (1.5, lambda hr: bicubic_downscale(hr, 1.5)),
     "bicubic x2": (2, lambda hr: bicubic_downscale(hr, 2)),
     "bicubic x3": (3, lambda hr: bicubic_downscale(hr, 3)),
     "bicubic x4": (4, lambda hr: bicubic_downscale(hr, 4)),
     "BD x4": (4, bd_x4),
     "H.264 x2": (2, lambda hr: web_lr([hr])[0]),  # the web bar's degradation, one frame
+    "H.264 x1.5": (1.5, lambda hr: web_lr([hr], 1.5)[0]),  # the same from 720p to 1080p
 }
 
 
@@ -86,7 +88,7 @@ def evaluate(ckpt: str, crops, lpips_model, steps, seed: int) -> dict:
             lr = make_lr(hr)
             for m, fn in methods.items():
                 out = fn(lr, hr.shape[:2])
-                acc[m]["psnr_y"].append(psnr_y(out, hr, scale))
+                acc[m]["psnr_y"].append(psnr_y(out, hr, int(np.ceil(scale))))
                 acc[m]["lpips"].append(lp(lpips_model, out, hr))
         res[name] = {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in acc.items()}
         row = "  ".join(f"{m} {d['psnr_y']:.3f}/{d['lpips']:.3f}" for m, d in res[name].items())

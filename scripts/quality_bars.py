@@ -128,8 +128,10 @@ def vid4_clips(make_lr, frames: int = 10, clips=VID4) -> dict:
     return out
 
 
-def web_lr(gt: list[np.ndarray]) -> list[np.ndarray]:
-    small = [cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA) for f in gt]
+def web_lr(gt: list[np.ndarray], factor: float = 2) -> list[np.ndarray]:
+    """The web bar's LR: area down-scale by `factor` (x2 for the bar), H.264 at CRF 26, decoded."""
+    small = [cv2.resize(f, (round(f.shape[1] / factor), round(f.shape[0] / factor)), interpolation=cv2.INTER_AREA)
+             for f in gt]
     return h264_round_trip(small, 26)
 
 

@@ -142,7 +142,7 @@ def test_start_prob_trains_on_the_samplers_start_state(tmp_path):
     """start_prob = 1: every x_t is the marginal anchored on g (the sampler's truncated start), so it differs
     from the forward marginal of the ground truth, same t and eps, by exactly (1 - eta_t) (g - x0); 0.5 mixes."""
     from upsr_video.diffusion.sampler import derive_seed
-    from upsr_video.pipeline import aux_grid, make_condition
+    from upsr_video.pipeline import make_condition
 
     g_run = Trainer(_cfg(tmp_path / "g", steps=2), log_stdout=False)
     g_run.train()
@@ -154,7 +154,7 @@ def test_start_prob_trains_on_the_samplers_start_state(tmp_path):
     tr = runs[0.0]
     lr01, hr01, _ = tr.batch(step)
     x0 = hr01 * 2 - 1
-    y0, g = make_condition(tr.aux, lr01 * 2 - 1, x0.shape[-2:], aux_grid(tr.aux))
+    y0, g = make_condition(tr.aux, lr01 * 2 - 1, x0.shape[-2:])
     gen = torch.Generator().manual_seed(derive_seed(3, "diffusion", step))  # the trainer's t draw
     t = torch.randint(tr.schedule.T, (x0.shape[0],), generator=gen)
     eta = tr.schedule.etas[t].float().view(-1, 1, 1, 1)
@@ -172,7 +172,7 @@ def test_t_weights_set_the_share_of_each_diffusion_step(tmp_path):
     default stays torch.randint's uniform draw."""
     from upsr_video.diffusion.sampler import derive_seed
     from upsr_video.diffusion.unw import noise_weight
-    from upsr_video.pipeline import aux_grid, make_condition
+    from upsr_video.pipeline import make_condition
 
     g_run = Trainer(_cfg(tmp_path / "g", steps=2), log_stdout=False)
     g_run.train()
@@ -191,7 +191,7 @@ def test_t_weights_set_the_share_of_each_diffusion_step(tmp_path):
     xt = _captured_inputs(at_zero, step)
     lr01, hr01, _ = at_zero.batch(step)
     x0 = hr01 * 2 - 1
-    y0, g = make_condition(at_zero.aux, lr01 * 2 - 1, x0.shape[-2:], aux_grid(at_zero.aux))
+    y0, g = make_condition(at_zero.aux, lr01 * 2 - 1, x0.shape[-2:])
     gen = torch.Generator().manual_seed(derive_seed(3, "diffusion", step))
     assert torch.equal(at_zero.draw_steps(6, gen), torch.zeros(6, dtype=torch.long))  # the loss's draw of t
     eps = torch.randn(x0.shape, generator=gen)

@@ -179,7 +179,7 @@ def test_output_grid_g_starts_at_y0_and_keeps_any_size():
 def test_output_grid_g_runs_on_y0_at_the_output_size():
     g = _randomised(build_aux("out-xs"))
     lr = torch.rand(1, 3, 30, 40) * 2 - 1
-    y0, out = make_condition(g, lr, (45, 60), "output")
+    y0, out = make_condition(g, lr, (45, 60))
     ref_y0 = F.interpolate(lr, size=(45, 60), mode="bicubic", align_corners=False)
     assert torch.equal(y0, ref_y0)
     assert torch.allclose(out, g(ref_y0))
@@ -276,7 +276,7 @@ def test_rlfn_lifted_to_the_output_grid_starts_as_rlfn_at_x4_and_keeps_any_size(
         for p in pairs:
             lr = to_tensor(p.lr)
             ref = to_uint8(lr_grid(lr).clamp(-1, 1))
-            _, g = make_condition(out_grid, lr, p.hr.shape[:2], "output")
+            _, g = make_condition(out_grid, lr, p.hr.shape[:2])
             lifted = to_uint8(g.clamp(-1, 1))
             assert abs(psnr_y(lifted, p.hr, 4) - psnr_y(ref, p.hr, 4)) < 0.3
             assert psnr_y(lifted, ref, 4) > 33  # the same network, not merely as good

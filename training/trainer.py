@@ -27,7 +27,7 @@ from upsr_video.diffusion.sampler import derive_seed
 from upsr_video.diffusion.schedule import SCHEDULE_PRESETS, Schedule, ScheduleConfig
 from upsr_video.diffusion.unw import UNWConfig, noise_weight
 from upsr_video.models.aux import AUX_PRESETS, AuxConfig, build_aux
-from upsr_video.pipeline import UPSRPipeline, aux_grid, make_condition
+from upsr_video.pipeline import UPSRPipeline, make_condition
 
 from .config import TrainConfig
 from .state import has_state, load_state, save_state
@@ -231,14 +231,14 @@ class Trainer:
         x0 = (hr01 * 2 - 1).to(self.device, non_blocking=True)
         wts = self.cfg.loss
         if self.cfg.kind == "g":
-            _, out = make_condition(self.model, lr, x0.shape[-2:], aux_grid(self.model))
+            _, out = make_condition(self.model, lr, x0.shape[-2:])
             terms = {"l1": F.l1_loss(out, x0), "mse": F.mse_loss(out, x0)}
             if wts.get("lpips", 0) > 0:
                 terms["lpips"] = self._lpips(out, x0)
         else:
             gen = torch.Generator().manual_seed(derive_seed(self.cfg.train_seed, "diffusion", step))
             with torch.no_grad():
-                y0, g = make_condition(self.aux, lr, x0.shape[-2:], aux_grid(self.aux))
+                y0, g = make_condition(self.aux, lr, x0.shape[-2:])
             n = x0.shape[0]
             t = self.draw_steps(n, gen)
             eps = torch.randn(x0.shape, generator=gen).to(self.device)
@@ -371,7 +371,7 @@ class Trainer:
                 lr = degrade(hr, float(scale), self.val_deg_cfg, gen).to(self.device) * 2 - 1
                 x0 = hr.to(self.device) * 2 - 1
                 if self.cfg.kind == "g":
-                    out = make_condition(model, lr, x0.shape[-2:], aux_grid(model))[1].clamp(-1, 1)
+                    out = make_condition(model, lr, x0.shape[-2:])[1].clamp(-1, 1)
                 else:
                     y0, g = pipe.condition(lr, x0.shape[-2:])
                     eps = torch.randn(x0.shape, generator=gen).to(self.device)

@@ -7,7 +7,7 @@ Pure torch: no file or video I/O here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -16,26 +16,29 @@ from torch import Tensor, nn
 from .diffusion.sampler import gaussian_noise, sample
 from .diffusion.schedule import Schedule, ScheduleConfig
 from .diffusion.unw import UNWConfig, noise_weight
+from .models.aux import aux_grid
 from .tiling import crop_to, pad_to_multiple, tiled_apply
 
 
-def make_condition(aux_fn, lr: Tensor, out_size: tuple[int, int], grid: str = "lr") -> tuple[Tensor, Tensor]:
-    """(y0, g) at out_size: y0 = bicubic(LR). An output-grid g maps y0 to g at that size (see models.aux); an
+def make_condition(aux: nn.Module, lr: Tensor, out_size: tuple[int, int],
+                   run: Optional[Callable[[nn.Module, Tensor], Tensor]] = None) -> tuple[Tensor, Tensor]:
+    """(y0, g) at out_size: y0 = bicubic(LR). A banded g (models.aux.ScaleBands) first picks the network for
+    this factor (the larger of the two axes'). An output-grid g maps y0 to g at that size (see models.aux); an
     LR-grid g runs at its native factor and its output is resized to out_size when that is not scale x LR
-    (resizing g's output beats feeding g a resized LR). Training uses the same function."""
+    (resizing g's output beats feeding g a resized LR). `run(net, x)` applies a network (the pipeline tiles it);
+    training uses the same function."""
     y0 = F.interpolate(lr, size=tuple(out_size), mode="bicubic", align_corners=False)
-    if grid == "output":
-        return y0, aux_fn(y0)
-    g = aux_fn(lr)
+    select = getattr(aux, "select", None)
+    if select is not None:
+        aux = select(max(out_size[0] / lr.shape[-2], out_size[1] / lr.shape[-1]))
+    run = run or (lambda net, x: net(x))
+    if aux_grid(aux) == "output":
+        return y0, run(aux, y0)
+    g = run(aux, lr)
     if g.shape[-2:] != tuple(out_size):
         down = g.shape[-2] > out_size[0]
         g = F.interpolate(g, size=tuple(out_size), mode="bicubic", align_corners=False, antialias=down)
     return y0, g
-
-
-def aux_grid(aux: nn.Module) -> str:
-    """"output" for a g that maps y0 at the output size, "lr" for an x`scale` network on the LR frame."""
-    return getattr(aux, "grid", "lr")
 
 
 @dataclass
@@ -90,29 +93,28 @@ class UPSRPipeline:
         """(y0, g) at the output size (default scale x LR); see make_condition."""
         lr = lr.to(self.device, self.dtype)
         size = out_size or (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
-        return make_condition(lambda z: self._run_aux(z, tiles), lr, size, aux_grid(self.aux))
+        return make_condition(self.aux, lr, size, lambda net, z: self._run_aux(net, z, tiles))
 
-    def _run_aux(self, lr: Tensor, tiles: TileOptions) -> Tensor:
+    def _run_aux(self, net: nn.Module, lr: Tensor, tiles: TileOptions) -> Tensor:
         """g over tiles of its input (LR, or y0 for an output-grid g: tiles then are aux_tile x 4 pixels)."""
-        out_grid = aux_grid(self.aux) == "output"
+        out_grid = aux_grid(net) == "output"
         t = tiles.aux_tile
         if t is not None and out_grid:
             t *= 4
         if t is None or (lr.shape[-2] <= t and lr.shape[-1] <= t):
-            return self.aux(lr)
-        # g has a finite receptive field: tiles with that much context and a centre crop are exact (for an
-        # output-grid g the context is a multiple of its unshuffle factor, so every tile keeps the same phase)
-        r = int(getattr(self.aux, "receptive_radius", 16)) + 2
-        if out_grid:
-            u = int(getattr(self.aux, "unshuffle", 4))
-            r = (r + u - 1) // u * u
-        s = 1 if out_grid else self.scale
+            return net(lr)
+        # g has a finite receptive field: tiles with that much context and a centre crop are exact (for a g
+        # that unshuffles its input the context and tile are multiples of that factor, so tiles keep its phase)
+        u = int(getattr(net, "unshuffle", 1))
+        r = int(getattr(net, "receptive_radius", 16)) + 2
+        r, t = (r + u - 1) // u * u, (t + u - 1) // u * u
+        s = 1 if out_grid else net.scale
         h, w = lr.shape[-2:]
         out = None
         for y in range(0, h, t):
             for x in range(0, w, t):
                 y0, y1, x0, x1 = max(0, y - r), min(h, y + t + r), max(0, x - r), min(w, x + t + r)
-                res = self.aux(lr[..., y0:y1, x0:x1])
+                res = net(lr[..., y0:y1, x0:x1])
                 if out is None:
                     out = torch.empty((lr.shape[0], res.shape[1], h * s, w * s), device=lr.device, dtype=res.dtype)
                 ty, tx = min(t, h - y), min(t, w - x)

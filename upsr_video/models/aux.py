@@ -14,13 +14,15 @@ Two interfaces, told apart by the attribute `grid`:
   bicubic up-scale of the LR frame to the *output* size. It works on PixelUnshuffle(4) of y0, the same grid
   as the denoiser, so its cost follows the output size whatever the factor (a 720p -> 1080p frame costs what
   a 270p -> 1080p frame costs), and one network serves every factor it was trained on.
-Both have `scale` (the factor used when no output size is given) and `receptive_radius` (in pixels of their
+A third kind, `ScaleBands`, holds LR-grid networks for bands of factors (a cheap unshuffled x2 one below the
+switch factor, the x4 one above) and picks one per call of pipeline.make_condition.
+All have `scale` (the factor used when no output size is given) and `receptive_radius` (in pixels of their
 input; how much overlap makes tiling exact).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,26 +46,46 @@ class AuxConfig:
 
 
 class CompactSR(nn.Module):
-    """conv-PReLU body at LR, PixelShuffle head, plus a bicubic-upsampled skip (so it learns a residual)."""
+    """conv-PReLU body, PixelShuffle head, plus a bicubic-upsampled skip (so it learns a residual).
+
+    `unshuffle` u > 1 runs the body on PixelUnshuffle(u) of the LR frame (as Real-ESRGAN's x2 network does):
+    the body then costs 1/u^2 of the LR grid's, which is what keeps a low-factor g (720p -> 1080p) as cheap as
+    an x4 one per output pixel; the head shuffles by scale*u. Reflect-pads to a multiple of u and crops back."""
 
     grid = "lr"
 
-    def __init__(self, scale: int = 4, num_feat: int = 48, num_conv: int = 10, in_ch: int = 3):
+    def __init__(self, scale: int = 4, num_feat: int = 48, num_conv: int = 10, in_ch: int = 3, unshuffle: int = 1):
         super().__init__()
         self.scale = scale
-        layers: list[nn.Module] = [nn.Conv2d(in_ch, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
+        self.unshuffle = u = int(unshuffle)
+        layers: list[nn.Module] = [nn.Conv2d(in_ch * u * u, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
         for _ in range(num_conv):
             layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.PReLU(num_feat)]
-        layers += [nn.Conv2d(num_feat, in_ch * scale * scale, 3, 1, 1)]
+        layers += [nn.Conv2d(num_feat, in_ch * (scale * u) ** 2, 3, 1, 1)]
         self.body = nn.Sequential(*layers)
-        self.upsample = nn.PixelShuffle(scale)
-        self.receptive_radius = num_conv + 2
+        self.upsample = nn.PixelShuffle(scale * u)
+        self.receptive_radius = u * (num_conv + 2)
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, lr: Tensor) -> Tensor:
         base = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return base + self.upsample(self.body(lr))
+        u = self.unshuffle
+        if u == 1:
+            return base + self.upsample(self.body(lr))
+        h, w = lr.shape[-2:]
+        x = _pad_to(lr, u)
+        res = self.upsample(self.body(F.pixel_unshuffle(x, u)))
+        return base + res[..., : h * self.scale, : w * self.scale]
+
+
+def _pad_to(x: Tensor, r: int) -> Tensor:
+    """Pad the bottom/right edges to a multiple of r (reflect where the frame is large enough)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % r, (-w) % r
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
 
 
 class OutputGridSR(nn.Module):
@@ -90,10 +112,59 @@ class OutputGridSR(nn.Module):
     def forward(self, y0: Tensor) -> Tensor:
         r = self.unshuffle
         h, w = y0.shape[-2:]
-        ph, pw = (-h) % r, (-w) % r
-        x = F.pad(y0, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate") if ph or pw else y0
+        x = _pad_to(y0, r)
         out = x + F.pixel_shuffle(self.body(F.pixel_unshuffle(x, r)), r)
         return out[..., :h, :w]
+
+
+class ScaleBands(nn.Module):
+    """g as bands of LR-grid networks by factor: band i serves factors up to `upto[i]` (the last band: all
+    above). Why: an LR-grid network's body costs in proportion to the input, so one x4 network run at x1.5
+    (720p -> 1080p) costs 7x what it costs at x4 for the same output; a low band whose body runs on
+    PixelUnshuffle(2) of the frame (CompactSR `unshuffle=2`) keeps g's cost per output pixel bounded while each
+    band keeps the LR grid's detail. `select(factor)` picks the band (pipeline.make_condition calls it);
+    called directly it is the top band, the `scale` network."""
+
+    grid = "lr"
+
+    def __init__(self, nets: list[nn.Module], upto: list[Optional[float]]):
+        super().__init__()
+        if len(nets) != len(upto) or not nets:
+            raise ValueError("ScaleBands needs one upper factor per network")
+        tops = [u for u in upto[:-1]]
+        if upto[-1] is not None or any(u is None for u in tops) or tops != sorted(tops):
+            raise ValueError(f"band limits must rise and the last band be open-ended, got {upto}")
+        if any(aux_grid(n) != "lr" for n in nets):
+            raise ValueError("ScaleBands holds LR-grid networks only")
+        self.bands = nn.ModuleList(nets)
+        self.upto = list(upto)
+        self.scale = nets[-1].scale
+        self.receptive_radius = max(int(getattr(n, "receptive_radius", 16)) for n in nets)
+
+    def select(self, factor: float) -> nn.Module:
+        for net, top in zip(self.bands, self.upto):
+            if top is None or factor <= top + 1e-6:
+                return net
+        raise AssertionError("unreachable: the last band is open-ended")
+
+    def forward(self, lr: Tensor) -> Tensor:
+        return self.bands[-1](lr)
+
+
+def aux_grid(net: nn.Module) -> str:
+    """"output" for a g that maps y0 at the output size, "lr" for an x`scale` network on the LR frame."""
+    return getattr(net, "grid", "lr")
+
+
+def bands_config(parts: list[tuple[dict, Optional[float]]]) -> AuxConfig:
+    """The config of a ScaleBands g from (band's AuxConfig dict, upper factor) pairs, lowest band first."""
+    top = AuxConfig.from_dict(parts[-1][0])
+    return AuxConfig("bands", top.scale, 0, 0, {"bands": [{"aux": dict(a), "upto": u} for a, u in parts]})
+
+
+def _bands(c: AuxConfig) -> nn.Module:
+    parts = c.extra.get("bands") or []
+    return ScaleBands([build_aux(AuxConfig.from_dict(p["aux"])) for p in parts], [p["upto"] for p in parts])
 
 
 class BicubicAux(nn.Module):
@@ -111,11 +182,12 @@ class BicubicAux(nn.Module):
 
 
 _BUILDERS: dict[str, Callable[[AuxConfig], nn.Module]] = {
-    "compact": lambda c: CompactSR(c.scale, c.num_feat, c.num_conv),
+    "compact": lambda c: CompactSR(c.scale, c.num_feat, c.num_conv, unshuffle=int(c.extra.get("unshuffle", 1))),
     "compact-out": lambda c: OutputGridSR(c.scale, c.num_feat, c.num_conv),
     "bicubic": lambda c: BicubicAux(c.scale),
     "rlfn": lambda c: _rlfn(c),
     "rlfn-out": lambda c: _rlfn(c, output_grid=True),
+    "bands": _bands,
 }
 
 
@@ -128,6 +200,7 @@ AUX_PRESETS: dict[str, AuxConfig] = {
     "compact-s": AuxConfig("compact", 4, 48, 10),
     "compact-m": AuxConfig("compact", 4, 64, 16),
     "compact-xs": AuxConfig("compact", 4, 16, 2),
+    "compact-s-x2u": AuxConfig("compact", 2, 48, 10, {"unshuffle": 2}),
     "out-m": AuxConfig("compact-out", 4, 64, 8),
     "out-xs": AuxConfig("compact-out", 4, 16, 2),
     "bicubic": AuxConfig("bicubic", 4, 0, 0),
