@@ -63,11 +63,10 @@ def load_degradation(path: Optional[str]):
     """The `degradation:` block of a training config as a DegradationConfig; None: plain antialiased bicubic."""
     if not path:
         return None
-    import yaml
-
+    from training.config import read_yaml
     from training.degradations import DegradationConfig
 
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    cfg = read_yaml(path)  # with its parents (`extends:`)
     if "degradation" not in cfg:
         raise ValueError(f"{path} has no degradation: block")
     return DegradationConfig.from_dict(cfg["degradation"])

@@ -277,3 +277,27 @@ def test_ema_update_is_the_decayed_average():
     for pe, p0, p in zip(ema.model.parameters(), before, net.parameters()):
         torch.testing.assert_close(pe, d * p0 + (1 - d) * p, rtol=0, atol=1e-6)
     assert torch.equal(ema.model[1].running_mean, net[1].running_mean)  # buffers are copied, not averaged
+
+
+def test_config_extends_its_parent(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "base.yaml").write_text("kind: upsr\nsteps: 300\nlr: 0.001\ndegradation: {mode: video, codec_prob: 0.5}\n")
+    (tmp_path / "sub" / "child.yaml").write_text("extends: ../base.yaml\nsteps: 40\ndegradation: {mode: bicubic}\n")
+    (tmp_path / "sub" / "grandchild.yaml").write_text("extends: child.yaml\nlr: 0.0005\n")
+    cfg = TrainConfig.load(tmp_path / "sub" / "grandchild.yaml", {"batch": 2})
+    assert (cfg.kind, cfg.steps, cfg.lr, cfg.batch) == ("upsr", 40, 0.0005, 2)
+    assert cfg.degradation == {"mode": "bicubic"}  # a child's key replaces the parent's whole
+
+
+def test_config_extends_loop_is_one_clear_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="loops back"):
+        TrainConfig.load(tmp_path / "a.yaml")
+
+
+def test_shipped_configs_load():
+    """Every config in configs/ resolves (parents found, keys known)."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for p in sorted(root.glob("*.yaml")):
+        TrainConfig.load(p)

@@ -1,4 +1,5 @@
-"""Training configuration (YAML). Paths in a config are relative to the current directory (the repo root)."""
+"""Training configuration (YAML). Paths in a config are relative to the current directory (the repo root), except
+`extends:` (relative to the config's own folder)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -74,7 +75,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: Optional[dict] = None) -> "TrainConfig":
-        d = yaml.safe_load(Path(path).read_text()) or {}
+        d = read_yaml(path)
         d.update(overrides or {})
         return cls.from_dict(d)
 
@@ -88,3 +89,21 @@ class TrainConfig:
         if self.t_weights is not None:
             d["t_weights"] = list(self.t_weights)
         return d
+
+
+def read_yaml(path: str | Path, _seen: tuple = ()) -> dict:
+    """A config file's keys, after its parent's: `extends: FILE` (relative to this file's folder) loads FILE
+    first and this file's keys replace the parent's whole (a changed `degradation:` restates it), so a
+    continuation states only what differs from the run it continues."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ValueError(f"config {path.name}: `extends` loops back to it")
+    d = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(d, dict):
+        raise ValueError(f"config {path.name}: expected a mapping of keys")
+    parent = d.pop("extends", None)
+    if parent is None:
+        return d
+    base = read_yaml(path.parent / parent, (*_seen, path))
+    base.update(d)
+    return base
