@@ -46,6 +46,12 @@ def grid_coords(h: int, w: int, device=None) -> Tensor:
     return torch.stack([xs, ys])[None]
 
 
+@functools.lru_cache(maxsize=8)
+def grid_rows(h: int, w: int, device=None) -> Tensor:
+    """grid_coords as one row (x, y) per pixel in raster order, [h*w, 2]. Cached: never modify in place."""
+    return grid_coords(h, w, device)[0].permute(1, 2, 0).reshape(h * w, 2).contiguous()
+
+
 def warp(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
     """Backward warp out(x) = img(x + flow(x)); img [N,C,H,W], flow [N,2,H,W] in pixels; border replicated;
     mode bilinear or bicubic (Keys, a = -0.75, in both implementations below).
@@ -90,8 +96,9 @@ class Motion:
 def up_flow(flow: np.ndarray, size: tuple[int, int]) -> Tensor:
     """An LR flow (HxWx2, LR pixels) at `size` (H, W) in output pixels, [1,2,H,W]."""
     h, w = flow.shape[:2]
-    up = cv2.resize(flow, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)  # pixel centres aligned
-    return _to_t(up * np.array([size[1] / w, size[0] / h], np.float32))
+    # scaled on the LR grid, then resized (bilinear is linear: the same field, without a pass over the output)
+    lr = flow * np.array([size[1] / w, size[0] / h], np.float32)
+    return _to_t(cv2.resize(lr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR))  # pixel centres aligned
 
 
 def up_mask(mask: np.ndarray, size: tuple[int, int]) -> Tensor:
@@ -197,7 +204,7 @@ def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor])
     n = h * w
     dev = p.rows.device
     fw = motion.fw[0].float().permute(1, 2, 0).reshape(n, 2)  # rows (x, y), like the particles
-    pos = grid_coords(h, w, dev)[0].permute(1, 2, 0).reshape(n, 2).add(p.rows[:, -2:]).add_(fw)
+    pos = grid_rows(h, w, dev).add(p.rows[:, -2:]).add_(fw)
     tgt = pos.add(0.5).floor_()  # not round(): half-to-even would send x + 0.5 and x + 1.5 to one pixel
     off = pos.sub_(tgt)  # in [-0.5, 0.5)
     tgt = tgt.long()
@@ -213,7 +220,8 @@ def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor])
     best = best[:n]
     hit = (best != none) & ~motion.disoccluded.view(-1)
     winner = torch.where(hit, best.bitwise_and_((1 << bits) - 1), 0)
-    rows = torch.cat([p.rows[:, :-2], off], 1).index_select(0, winner)  # every sample with its new offset
+    rows = p.rows.index_select(0, winner)  # every sample, then its new offset
+    rows[:, -2:] = off.index_select(0, winner)
     empty = (~hit).nonzero().squeeze(1)
     if empty.numel():
         new = torch.zeros((empty.numel(), rows.shape[1]), device=dev, dtype=rows.dtype)
