@@ -1,7 +1,7 @@
 """Choose the switch factor of a banded g (models.aux.ScaleBands) by cost, with its quality on held-out crops beside it.
 
     python scripts/g_bands.py upsr_video/weights/upsr-small-default.safetensors \
-        runs/g-compact-s-x2u-pool/model.safetensors --json reports/g_bands/choice.json
+        checkpoints/g-compact-s-x2u-pool.safetensors --json reports/g_bands/choice.json
 
 For each candidate factor: each g's seconds for one 1920x1080 output from an LR frame at that factor (medians),
 and g alone of both checkpoints on the held-out crops (scripts/holdout_choice.py's) under two degradations,
