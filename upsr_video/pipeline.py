@@ -79,7 +79,10 @@ class UPSRPipeline:
                 continue
             if channels_last:
                 net.to(memory_format=torch.channels_last)
-            if compile:
+            if compile and isinstance(getattr(net, "bands", None), nn.ModuleList):
+                for i, band in enumerate(net.bands):  # a banded g hands out its bands: compile each
+                    net.bands[i] = torch.compile(band)
+            elif compile:
                 setattr(self, name, torch.compile(net))
 
     @property
