@@ -131,7 +131,7 @@ class ScaleBands(nn.Module):
         super().__init__()
         if len(nets) != len(upto) or not nets:
             raise ValueError("ScaleBands needs one upper factor per network")
-        tops = [u for u in upto[:-1]]
+        tops = list(upto[:-1])
         if upto[-1] is not None or any(u is None for u in tops) or tops != sorted(tops):
             raise ValueError(f"band limits must rise and the last band be open-ended, got {upto}")
         if any(aux_grid(n) != "lr" for n in nets):
