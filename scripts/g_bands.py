@@ -18,22 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from holdout_choice import CROP, holdout_crops, label  # noqa: E402
-from quality_bars import SHARED, bicubic, g_only, lp, web_lr  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from holdout_choice import CROP, crop_scores, crops_and_lpips, label  # noqa: E402
+from model_cost import median_time  # noqa: E402
+from quality_bars import bicubic, g_only, web_lr  # noqa: E402
 
 from upsr_video.checkpoint import load_pipeline  # noqa: E402
-from upsr_video.eval.fidelity import psnr_y  # noqa: E402
-from upsr_video.eval.lpips_alex import load_lpips  # noqa: E402
 from upsr_video.eval.sr_bench import bicubic_downscale  # noqa: E402
+from upsr_video.pipeline import TileOptions  # noqa: E402
+from upsr_video.startstep import resolve_start  # noqa: E402
 
 
 DEGRADATIONS = {"bicubic": bicubic_downscale, "H.264": lambda hr, f: web_lr([hr], f)[0]}
@@ -41,31 +41,15 @@ DEGRADATIONS = {"bicubic": bicubic_downscale, "H.264": lambda hr, f: web_lr([hr]
 
 def g_seconds(pipe, factor: float, repeats: int) -> float:
     """Median seconds of g for one 1920x1080 output from an LR frame at `factor` (as upscale tiles it)."""
-    from upsr_video.pipeline import TileOptions
-
     lr = torch.rand(1, 3, round(1080 / factor), round(1920 / factor)) * 2 - 1
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        pipe.condition(lr, (1080, 1920), TileOptions())
-        if i:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(lambda: pipe.condition(lr, (1080, 1920), TileOptions()), repeats)[0]
 
 
 def denoiser_seconds(pipe, spec, repeats: int) -> float:
     """Median seconds of the denoiser for one 1920x1080 frame at the calibrated start step for x4."""
-    from upsr_video.startstep import resolve_start
-
     start = resolve_start(spec, 4.0, "auto")
     y0 = torch.rand(1, 3, 1080, 1920) * 2 - 1
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        pipe.sample(y0, y0, torch.randn_like(y0), start_step=start)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(lambda: pipe.sample(y0, y0, torch.randn_like(y0), start_step=start), repeats)[0]
 
 
 def choose(rows: dict, budget: float) -> float | None:
@@ -84,8 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    crops = holdout_crops(a.crops)
-    lpips_model = load_lpips(str(SHARED / "weights/lpips_alex_v0.1.safetensors"))
+    crops, lpips_model = crops_and_lpips(a.crops)
     spec, x4 = load_pipeline(a.x4)
     pipes = {"x4": x4, "low": load_pipeline(a.low)[1]}
     d = denoiser_seconds(x4, spec, a.repeats)
@@ -95,21 +78,15 @@ def main(argv=None) -> int:
     print(f"{len(crops)} held-out crops of {CROP}x{CROP}; PSNR-Y / LPIPS of g alone; seconds of g per 1080p output")
     rows = {}
     for f in (float(x) for x in a.factors.split(",")):
+        methods = {"bicubic": bicubic, **{name: g_only(pipe) for name, pipe in pipes.items()}}
+        scores = {d: crop_scores(methods, crops, lambda hr, make=make: make(hr, f), f, lpips_model)
+                  for d, make in DEGRADATIONS.items()}
         row = {}
-        for name, pipe in [("bicubic", None), *pipes.items()]:
-            fn = bicubic if pipe is None else g_only(pipe)
-            r = {}
-            for dname, make in DEGRADATIONS.items():
-                ps, lps = [], []
-                for hr in crops:
-                    out = fn(make(hr, f), hr.shape[:2])
-                    ps.append(psnr_y(out, hr, int(np.ceil(f))))
-                    lps.append(lp(lpips_model, out, hr))
-                r[dname] = {"psnr_y": float(np.mean(ps)), "lpips": float(np.mean(lps))}
+        for name in methods:
+            r = row[name] = {d: scores[d][name] for d in DEGRADATIONS}
             r["psnr_y_mean"] = float(np.mean([r[d]["psnr_y"] for d in DEGRADATIONS]))
-            if pipe is not None:
-                r["seconds_1080p"] = g_seconds(pipe, f, a.repeats)
-            row[name] = r
+            if name in pipes:
+                r["seconds_1080p"] = g_seconds(pipes[name], f, a.repeats)
         rows[f"{f:g}"] = row
         print(f"x{f:<4g} " + "  ".join(
             f"{n}: " + " ".join(f"{d} {v[d]['psnr_y']:.3f}/{v[d]['lpips']:.3f}" for d in DEGRADATIONS)

@@ -76,6 +76,24 @@ def label(ckpt: str) -> str:
     return str(p.relative_to(root)) if p.is_relative_to(root) else "/".join(p.parts[-2:])
 
 
+def crops_and_lpips(per_image: int) -> tuple[list[np.ndarray], object]:
+    """The held-out crops (holdout_crops) and the LPIPS-alex model every held-out comparison scores with."""
+    return holdout_crops(per_image), load_lpips(str(SHARED / "weights/lpips_alex_v0.1.safetensors"))
+
+
+def crop_scores(methods: dict, crops, make_lr, scale: float, lpips_model) -> dict:
+    """Mean PSNR-Y (ceil(scale) px shaved) and LPIPS of each method `fn(lr, (H, W))` on the crops; each crop's LR
+    is made once for all methods."""
+    acc = {m: {"psnr_y": [], "lpips": []} for m in methods}
+    for hr in crops:
+        lr = make_lr(hr)
+        for m, fn in methods.items():
+            out = fn(lr, hr.shape[:2])
+            acc[m]["psnr_y"].append(psnr_y(out, hr, int(np.ceil(scale))))
+            acc[m]["lpips"].append(lp(lpips_model, out, hr))
+    return {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in acc.items()}
+
+
 def evaluate(ckpt: str, crops, lpips_model, steps, seed: int) -> dict:
     spec, pipe = load_pipeline(ckpt)
     res = {}
@@ -83,14 +101,7 @@ def evaluate(ckpt: str, crops, lpips_model, steps, seed: int) -> dict:
         methods = {"bicubic": bicubic, "g": g_only(pipe)}
         if pipe.is_diffusion:
             methods["upsr"] = image_method(pipe, spec, float(scale), seed, steps)
-        acc = {m: {"psnr_y": [], "lpips": []} for m in methods}
-        for hr in crops:
-            lr = make_lr(hr)
-            for m, fn in methods.items():
-                out = fn(lr, hr.shape[:2])
-                acc[m]["psnr_y"].append(psnr_y(out, hr, int(np.ceil(scale))))
-                acc[m]["lpips"].append(lp(lpips_model, out, hr))
-        res[name] = {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in acc.items()}
+        res[name] = crop_scores(methods, crops, make_lr, scale, lpips_model)
         row = "  ".join(f"{m} {d['psnr_y']:.3f}/{d['lpips']:.3f}" for m, d in res[name].items())
         print(f"{Path(ckpt).name:40s} {name:11s} {row}", flush=True)
     if pipe.is_diffusion:  # does the denoiser use x_t: the issue's denoising check, on held-out crops
@@ -112,8 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    crops = holdout_crops(a.crops)
-    lpips_model = load_lpips(str(SHARED / "weights/lpips_alex_v0.1.safetensors"))
+    crops, lpips_model = crops_and_lpips(a.crops)
     print(f"{len(crops)} held-out crops of {CROP}x{CROP}; PSNR-Y/LPIPS per method", flush=True)
     report = {"crops": len(crops), "steps": a.steps, "seed": a.seed,
               "results": {label(c): evaluate(c, crops, lpips_model, a.steps, a.seed) for c in a.checkpoints}}
