@@ -11,17 +11,9 @@ from upsr_video.checkpoint import ModelSpec, load_checkpoint, save_checkpoint
 from upsr_video.models.aux import AUX_PRESETS, AuxConfig, ScaleBands, bands_config, build_aux
 from upsr_video.pipeline import TileOptions, UPSRPipeline, make_condition
 
-from tinymodel import tiny_checkpoint
+from tinymodel import randomised, tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _randomised(model: torch.nn.Module, seed=0) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model.eval()
 
 
 def _x2u():
@@ -33,13 +25,13 @@ def test_unshuffled_g_starts_at_bicubic_and_keeps_odd_sizes():
     lr = torch.rand(1, 3, 37, 51) * 2 - 1
     ref = F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False)
     assert torch.equal(g(lr), ref)  # zero-initialised head: the untrained network is bicubic x2
-    out = _randomised(g)(lr)
+    out = randomised(g)(lr)
     assert out.shape == (1, 3, 74, 102)
     assert not torch.allclose(out, ref, atol=1e-3)
 
 
 def test_unshuffled_g_body_runs_on_a_quarter_of_the_lr_grid():
-    g = _randomised(_x2u())
+    g = randomised(_x2u())
     seen = []
     hook = g.body[0].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
     g(torch.rand(1, 3, 36, 50))
@@ -50,7 +42,7 @@ def test_unshuffled_g_body_runs_on_a_quarter_of_the_lr_grid():
 def test_unshuffled_g_is_equivariant_to_shifts_by_its_factor():
     """Shifting the input by 2 LR pixels shifts the output by 4 HR pixels (away from the borders): the
     unshuffle keeps every LR pixel, in a phase that a shift by u preserves."""
-    g = _randomised(_x2u())
+    g = randomised(_x2u())
     lr = torch.rand(1, 3, 40, 40) * 2 - 1
     a = g(lr[..., 2:, 2:])
     b = g(lr)[..., 4:, 4:]
@@ -59,7 +51,7 @@ def test_unshuffled_g_is_equivariant_to_shifts_by_its_factor():
 
 
 def test_unshuffled_g_tiles_exactly():
-    pipe = UPSRPipeline(None, _randomised(_x2u()))
+    pipe = UPSRPipeline(None, randomised(_x2u()))
     lr = torch.rand(1, 3, 70, 90) * 2 - 1
     size = (105, 135)  # x1.5: the x2 output resized
     _, whole = pipe.condition(lr, size, TileOptions(aux_tile=None))
@@ -68,8 +60,8 @@ def test_unshuffled_g_tiles_exactly():
 
 
 def _bands(switch=2.0):
-    low = _randomised(_x2u(), seed=1)
-    high = _randomised(build_aux("compact-xs"), seed=2)
+    low = randomised(_x2u(), seed=1)
+    high = randomised(build_aux("compact-xs"), seed=2)
     return ScaleBands([low, high], [switch, None]), low, high
 
 
@@ -117,7 +109,7 @@ def test_banded_g_checkpoint_round_trip(tmp_path):
 
 def test_bundle_script_makes_g_banded(tmp_path):
     src = tiny_checkpoint(tmp_path / "src.safetensors")
-    low = _randomised(_x2u(), seed=3)
+    low = randomised(_x2u(), seed=3)
     low_path = save_checkpoint(tmp_path / "low.safetensors",
                                ModelSpec(aux=AuxConfig("compact", 2, 8, 2, {"unshuffle": 2}).to_dict(), scale=2,
                                          info={"name": "low"}), None, low)

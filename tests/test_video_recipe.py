@@ -17,6 +17,8 @@ from upsr_video.models.aux import build_aux
 from upsr_video.models.unet import DENOISER_PRESETS, build_denoiser
 from upsr_video.pipeline import TileOptions, UPSRPipeline, make_condition
 
+from tinymodel import randomised
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 IMG = SHARED / "data" / "images" / "train_hr" / "bsd100_img_003_SRF_4_HR.png"
 
@@ -159,25 +161,17 @@ def test_video_config_validation():
 # -- output-grid g -----------------------------------------------------------------------------------
 
 
-def _randomised(model: torch.nn.Module, seed=0) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model.eval()
-
-
 def test_output_grid_g_starts_at_y0_and_keeps_any_size():
     g = build_aux("out-xs").eval()
     assert g.grid == "output"
     y0 = torch.rand(1, 3, 37, 51) * 2 - 1
     assert torch.equal(g(y0), y0)  # zero-initialised last conv: untrained g = bicubic
-    g = _randomised(g)
+    g = randomised(g)
     assert g(y0).shape == y0.shape
 
 
 def test_output_grid_g_runs_on_y0_at_the_output_size():
-    g = _randomised(build_aux("out-xs"))
+    g = randomised(build_aux("out-xs"))
     lr = torch.rand(1, 3, 30, 40) * 2 - 1
     y0, out = make_condition(g, lr, (45, 60))
     ref_y0 = F.interpolate(lr, size=(45, 60), mode="bicubic", align_corners=False)
@@ -186,7 +180,7 @@ def test_output_grid_g_runs_on_y0_at_the_output_size():
 
 
 def test_output_grid_g_tiles_exactly():
-    g = _randomised(build_aux("out-xs"))
+    g = randomised(build_aux("out-xs"))
     pipe = UPSRPipeline(None, g)
     lr = torch.rand(1, 3, 70, 90) * 2 - 1
     size = (150, 190)

@@ -23,3 +23,13 @@ def tiny_checkpoint(path: Path, info: Optional[dict] = None, noise: float = 0.03
         for p in list(den.parameters()) + list(aux.parameters()):
             p.add_(noise * torch.randn_like(p))
     return save_checkpoint(path, spec, den, aux)
+
+
+def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every parameter of `model` replaced by 0.05 x N(0, 1) from `seed` (zero-initialised heads would make a g
+    return its bicubic skip), in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    return model.eval()
