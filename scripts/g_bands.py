@@ -32,6 +32,7 @@ from quality_bars import bicubic, g_only, web_lr  # noqa: E402
 
 from upsr_video.checkpoint import load_pipeline  # noqa: E402
 from upsr_video.eval.sr_bench import bicubic_downscale  # noqa: E402
+from upsr_video.models.aux import ScaleBands  # noqa: E402
 from upsr_video.pipeline import TileOptions  # noqa: E402
 from upsr_video.startstep import resolve_start  # noqa: E402
 
@@ -59,7 +60,7 @@ def choose(rows: dict, budget: float) -> float | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("x4", help="checkpoint whose g is the x4 (top) band")
+    ap.add_argument("x4", help="checkpoint whose g is the x4 (top) band (a banded one: its top band)")
     ap.add_argument("low", help="checkpoint whose g is the candidate low band")
     ap.add_argument("--factors", default="1.5,2,2.5,3")
     ap.add_argument("--crops", type=int, default=4)
@@ -70,6 +71,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     crops, lpips_model = crops_and_lpips(a.crops)
     spec, x4 = load_pipeline(a.x4)
+    if isinstance(x4.aux, ScaleBands):  # an already banded checkpoint (the shipped default): its x4 network
+        x4.aux = x4.aux.bands[-1]
     pipes = {"x4": x4, "low": load_pipeline(a.low)[1]}
     d = denoiser_seconds(x4, spec, a.repeats)
     g4 = g_seconds(x4, 4.0, a.repeats)
