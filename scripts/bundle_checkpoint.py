@@ -4,7 +4,7 @@
         --name upsr-small-default --note "trained on CPU, see scripts/train_default.sh"
 
 `--low-g CKPT --switch F` makes g banded (models.aux.ScaleBands): CKPT's g serves factors up to F, the source's g
-the factors above (the switch factor is chosen on held-out crops by scripts/g_bands.py).
+the factors above (scripts/g_bands.py chooses the switch factor by cost).
 """
 import argparse
 import json
