@@ -82,13 +82,13 @@ def aux_flops(name: str, lr_h: int, lr_w: int) -> int:
     return count_flops(aux, (1, 3, lr_h, lr_w))
 
 
-def cli_tiles(pipe: UPSRPipeline, hr_size: tuple[int, int]) -> TileOptions:
-    """The tiling `upsr-video upscale` chooses for this model size (no --tile)."""
+def cli_tiles(pipe: UPSRPipeline, hr_size: tuple[int, int], lr_size: tuple[int, int]) -> TileOptions:
+    """The tiling `upsr-video upscale` chooses for this model size (no --tile); sizes (H, W)."""
     try:
         from upsr_video.process import UpscaleOptions, auto_tiles
     except ImportError:  # the video layer is optional for this benchmark
         return TileOptions(tile=None, aux_tile=512)
-    return auto_tiles(pipe, UpscaleOptions(), hr_size)
+    return auto_tiles(pipe, UpscaleOptions(), hr_size, lr_size)
 
 
 def tile_layout(multiple: int, tiles: TileOptions, padded: tuple[int, int]) -> tuple[int, tuple[int, int]]:
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
             frame = steps * step + g_fl
             with torch.device("meta"):
                 pipe = UPSRPipeline(build_denoiser(name), build_aux(args.aux), device="meta")
-            tiles = cli_tiles(pipe, hr)
+            tiles = cli_tiles(pipe, hr, (lh, lw))
             n_tiles, tsize = tile_layout(m, tiles, padded)
             tiled_step = step if n_tiles == 1 else n_tiles * denoiser_step_flops(name, *tsize)
             tiled_frame = steps * tiled_step + g_fl
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
         hr = (lh * SCALE, lw * SCALE)
         torch.manual_seed(0)
         pipe = UPSRPipeline(build_denoiser(args.time_preset), build_aux(args.aux))
-        tiles = cli_tiles(pipe, hr)
+        tiles = cli_tiles(pipe, hr, (lh, lw))
         lr = torch.rand(1, 3, lh, lw, generator=torch.Generator().manual_seed(1)) * 2 - 1
         load0 = os.getloadavg()[0]
         with torch.inference_mode():

@@ -195,7 +195,7 @@ def _upsr_setup(method: str, lw: int, lh: int, device: str):
                            colour=None, pts=[0])
     opts = UpscaleOptions(target=None, scale=float(SCALE))
     plan = make_plan(info, spec, opts, [0])
-    tiles = auto_tiles(pipe, opts, plan.out_size)
+    tiles = auto_tiles(pipe, opts, plan.out_size, (lh, lw))
     runner = TemporalUPSR(pipe, TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed), plan.out_size,
                           plan.start_step, tiles)
     evals = plan.steps
@@ -227,7 +227,7 @@ def _rrdb_setup(lw: int, lh: int, device: str):
     torch.manual_seed(0)
     net = build_rrdb().to(device).eval()
     # the CLI's tile policy for a network without a spatial multiple, in HR px, applied on LR tiles
-    tiles = auto_tiles(SimpleNamespace(multiple=1, scale=SCALE), UpscaleOptions(), (lh * SCALE, lw * SCALE))
+    tiles = auto_tiles(SimpleNamespace(multiple=1, scale=SCALE), UpscaleOptions(), (lh * SCALE, lw * SCALE), (lh, lw))
     lr_tile = None if tiles.tile is None else tiles.tile // SCALE
     lr_overlap = tiles.overlap // SCALE
 

@@ -309,7 +309,7 @@ def gpu_mode(args) -> dict:
                     continue
                 opts = UpscaleOptions(target="1080p", batch_size=b, precision=prec)
                 plan = make_plan(info, spec, opts, [0])
-                tiles = auto_tiles(pipe, opts, plan.out_size)
+                tiles = auto_tiles(pipe, opts, plan.out_size, (lh, lw))
                 runner = TemporalUPSR(pipe, TemporalOptions(), plan.out_size, plan.start_step, tiles)
                 lr = torch.rand(b, 3, lh, lw, device="cuda") * 2 - 1
                 rec = {"model": model, "precision": prec, "batch": b, "denoiser_calls": plan.steps,

@@ -100,3 +100,19 @@ def test_g_only_fallback_returns_g():
     out = pipe(lr)
     assert not pipe.is_diffusion
     torch.testing.assert_close(out, F.interpolate(lr, scale_factor=4, mode="bicubic").clamp(-1, 1))
+
+
+def test_tile_option_counts_input_pixels_at_the_runs_factor():
+    """--tile T bounds tiles of T input pixels: the denoiser's (HR) tile is T times this run's factor (x4: 4T,
+    x1.5: 1.5T; the larger axis for a stretched target), whatever scale the checkpoint was trained at. Without
+    --tile a frame up to ~2.2 MPixel goes whole, larger ones in 1024-px tiles."""
+    from upsr_video.process import UpscaleOptions, auto_tiles
+
+    pipe = _pipe()
+    opts = UpscaleOptions(tile=100)
+    assert pipe.scale == 4
+    assert auto_tiles(pipe, opts, (1080, 1920), (270, 480)).tile == 400
+    assert auto_tiles(pipe, opts, (1080, 1920), (720, 1280)).tile == 150
+    assert auto_tiles(pipe, opts, (1080, 1920), (540, 1280)).tile == 200  # x2 vertically, x1.5 across
+    assert auto_tiles(pipe, UpscaleOptions(), (1080, 1920), (720, 1280)).tile is None
+    assert auto_tiles(pipe, UpscaleOptions(), (2160, 3840), (1080, 1920)).tile == 1024

@@ -225,14 +225,17 @@ def output_pix_fmt(pix_fmt: str, codec: str, bit_depth: int) -> str:
                        f"(use --codec libx264, libx265 or ffv1, or --pix-fmt yuv420p)")
 
 
-def auto_tiles(pipe: UPSRPipeline, opts: UpscaleOptions, size: tuple[int, int]) -> TileOptions:
+def auto_tiles(pipe: UPSRPipeline, opts: UpscaleOptions, size: tuple[int, int], in_size: tuple[int, int]) -> TileOptions:
     """A memory bound: HR tiles of at most ~1 MPixel for the denoiser unless --tile says otherwise; as many
-    frames x tiles per denoiser call as the model batch has frames."""
+    frames x tiles per denoiser call as the model batch has frames. size, in_size: (H, W) of the output and of the
+    input frames; --tile counts input pixels, so the denoiser's tile is that times this run's (larger axis) factor,
+    not the checkpoint's training scale."""
     batch = resolve_batch_size(opts.batch_size, str(getattr(pipe, "device", "cpu")))
-    if opts.tile:
-        return TileOptions(tile=int(opts.tile) * pipe.scale, overlap=max(pipe.multiple // 2, 32), aux_tile=256,
-                           batch=batch)
     h, w = size
+    if opts.tile:
+        factor = max(h / in_size[0], w / in_size[1])
+        return TileOptions(tile=max(1, round(int(opts.tile) * factor)), overlap=max(pipe.multiple // 2, 32),
+                           aux_tile=256, batch=batch)
     if h * w <= 1024 * 1024 * 2.2:
         return TileOptions(tile=None, aux_tile=512, batch=batch)
     return TileOptions(tile=1024, overlap=max(pipe.multiple // 2, 64), aux_tile=512, batch=batch)
@@ -372,11 +375,12 @@ def start_segment(
 
     t0 = time.perf_counter()
     opts = plan.options
-    depth = probe(video_path, opts.fps).bit_depth  # > 8: decoded as uint16 and written at 10 bits by default
+    info = probe(video_path, opts.fps)
+    depth = info.bit_depth  # > 8: decoded as uint16 and written at 10 bits by default
     deep = depth > 8
     pix_fmt = output_pix_fmt(opts.pix_fmt, opts.codec, depth)
     topts = TemporalOptions(opts.temporal, opts.window, opts.decay, opts.seed, opts.anchor)
-    tiles = auto_tiles(pipe, opts, plan.out_size)
+    tiles = auto_tiles(pipe, opts, plan.out_size, (info.height, info.width))
     runner = TemporalUPSR(pipe, topts, plan.out_size, plan.start_step, tiles)
     bs = resolve_batch_size(opts.batch_size, str(pipe.device))
     first = plan.batch_of(max(plan.shot_start(start), start - topts.context), bs)[0]

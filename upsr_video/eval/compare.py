@@ -57,7 +57,7 @@ def run_temporal(opts: TemporalOptions, lr: list[np.ndarray], size: tuple[int, i
     from ..process import UpscaleOptions, auto_tiles
 
     shots = shot_starts(cuts, len(lr))
-    runner = TemporalUPSR(pipe, opts, size, start_step, auto_tiles(pipe, UpscaleOptions(), size))
+    runner = TemporalUPSR(pipe, opts, size, start_step, auto_tiles(pipe, UpscaleOptions(), size, lr[0].shape[:2]))
     return [to_uint8(runner.push(i, to_tensor(f).to(pipe.device), shots[i])) for i, f in enumerate(lr)], runner
 
 
