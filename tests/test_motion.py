@@ -1,6 +1,7 @@
 """Model-side motion: LR flow on real frames, and noise transport that keeps unit Gaussian, white statistics."""
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from scipy import stats
@@ -154,14 +155,36 @@ def test_flow_level_keeps_the_finest_level_under_the_pixel_budget_and_still_find
 
 
 def test_upsampling_on_the_device_gives_the_cv2_maps():
-    """up_on_device (the path of a GPU, run here on the CPU) against up_flow / up_mask: same flows to float
-    rounding, same masks."""
+    """up_on_device (the path of a GPU, run here on the CPU) against up_flows / up_masks: same flows to float
+    rounding, same masks; and the cv2 functions' stacked resize gives each field as resizing it alone would."""
     rng = np.random.default_rng(0)
     flows = [rng.normal(0, 3, (36, 45, 2)).astype(np.float32) for _ in range(2)]
     masks = [rng.random((36, 45)) > p for p in (0.9, 0.5)]
     size = (81, 101)  # a non-integer factor
     got = mo.up_on_device(flows, masks, size, torch.device("cpu"))
-    for fl, g in zip(flows, got[:2]):
-        torch.testing.assert_close(g, mo.up_flow(fl, size), atol=2e-4, rtol=0)
-    for m, g in zip(masks, got[2:]):
-        assert g.dtype == torch.bool and torch.equal(g, mo.up_mask(m, size))
+    for fl, g, cv in zip(flows, got[:2], mo.up_flows(flows, size)):
+        torch.testing.assert_close(g, cv, atol=2e-4, rtol=0)
+        torch.testing.assert_close(cv, mo.up_flows([fl], size)[0], atol=2e-4, rtol=0)  # cv2's SIMD paths differ
+        # the field itself: x scaled by 101 / 45 and y by 81 / 36, resized with pixel centres aligned
+        ref = cv2.resize(fl * np.array([101 / 45, 81 / 36], np.float32), (101, 81), interpolation=cv2.INTER_LINEAR)
+        torch.testing.assert_close(cv[0].permute(1, 2, 0), torch.from_numpy(ref), atol=2e-4, rtol=0)
+    for m, g, cv in zip(masks, got[2:], mo.up_masks(masks, size)):
+        assert g.dtype == torch.bool and torch.equal(g, cv) and torch.equal(cv, mo.up_masks([m], size)[0])
+        assert cv.is_contiguous()  # flat views of the masks are taken
+
+
+def test_motion_back_is_the_backward_warp_along_bw():
+    """Motion.back (its sampling map made once and reused) gives warp(img, bw) bit for bit, for a stack of maps
+    and for a frame, bilinear and bicubic; and that warp is grid_sample's to float rounding."""
+    h, w = 57, 83
+    gen = torch.Generator().manual_seed(5)
+    bw = torch.randn(1, 2, h, w, generator=gen) * 3
+    m = _motion(torch.zeros_like(bw), bw)
+    for img, mode in ((torch.rand(1, 15, h, w, generator=gen), "bilinear"), (torch.rand(1, 3, h, w, generator=gen), "bicubic")):
+        first, again = m.back(img, mode), m.back(img, mode)
+        assert torch.equal(first, mo.warp(img, bw, mode)) and torch.equal(again, first)
+        pos = mo.grid_coords(h, w) + bw
+        grid = torch.stack([pos[:, 0] / (w - 1) * 2 - 1, pos[:, 1] / (h - 1) * 2 - 1], dim=-1)
+        ref = torch.nn.functional.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
+        inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # borders: cv2 and torch pad bicubic differently
+        assert float((first - ref)[inner].abs().mean()) < 0.01

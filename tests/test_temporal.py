@@ -199,6 +199,44 @@ def test_flow_noise_moves_with_the_content_and_shared_noise_sticks():
     assert res["shared"][1] < 0.3 and res["shared"][2] > 0.9
 
 
+def _translation(h, w, dx):
+    from upsr_video.motion import Motion
+
+    fw = torch.zeros(1, 2, h, w)
+    fw[:, 0] = dx
+    none = torch.zeros(1, 1, h, w, dtype=torch.bool)
+    return Motion(fw=fw, bw=-fw, occluded=none, disoccluded=none, reliable=~none)
+
+
+def test_flow_noise_depends_on_a_bounded_past_and_crossfades_smoothly():
+    """Both chains ride on one set of particles. A runner started late (as a segment's context) gives the noise of
+    an uninterrupted run bit for bit from 2 k - 1 frames on, under sub-pixel motion whose offsets accumulate (so
+    the positions must restart at each chain birth; without that this fails), and not before. Under an integer
+    translation each frame's noise is the previous one moved, cross-faded by one step: correlation cos(pi / 2k)
+    at every frame once two chains run, births included, and it stays unit Gaussian and white."""
+    from test_motion import _white_gaussian
+
+    k, shape = 3, (1, 3, 48, 64)
+    opts = TemporalOptions("flow", seed=3, noise_period=k)
+
+    def run(first, n, motion):
+        r = TemporalUPSR(_pipe(), opts, shape[2:])
+        r._reset(0, first)
+        return {i: r._flow_noise(shape, i, motion if i > first else None).clone() for i in range(first, n)}
+
+    sub = _translation(*shape[2:], 0.3)
+    whole, late = run(0, 20, sub), run(7, 20, sub)
+    assert all(torch.equal(whole[i], late[i]) for i in range(7 + 2 * k - 1, 20))
+    assert not torch.equal(whole[8], late[8])
+    eps = run(0, 12, _translation(*shape[2:], 2.0))
+    inner = (..., slice(4, -4), slice(8, -8))
+    for i in range(1, 12):
+        _white_gaussian(eps[i])
+        moved = _corr(eps[i][inner], torch.roll(eps[i - 1], 2, dims=3)[inner])
+        expect = 1.0 if i <= k else math.cos(math.pi / (2 * k))  # the first chain runs alone until the second's first step
+        assert abs(moved - expect) < 0.03, (i, moved)
+
+
 def test_recurrent_anchor_reuses_the_warped_previous_output():
     """Anchored modes start frame t from g blended with the warped previous output: with screen-fixed noise on a
     moving texture, the output's texture follows the shifted previous texture only when anchored; a cut resets

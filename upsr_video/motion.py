@@ -14,8 +14,8 @@ the statistics are exact, and slow motion accumulates in the sub-pixel positions
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -33,7 +33,7 @@ def _rgb(frame: Tensor) -> np.ndarray:
 
 
 def _to_t(a: np.ndarray) -> Tensor:
-    """HxWx2 flow -> [1,2,H,W]; HxW mask -> [1,1,H,W]."""
+    """HxWxC -> [1,C,H,W] (a channels-last view); HxW -> [1,1,H,W]."""
     t = torch.from_numpy(np.ascontiguousarray(a))
     return (t.permute(2, 0, 1) if t.ndim == 3 else t[None])[None]
 
@@ -56,26 +56,34 @@ def warp(img: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
     """Backward warp out(x) = img(x + flow(x)); img [N,C,H,W], flow [N,2,H,W] in pixels; border replicated;
     mode bilinear or bicubic (Keys, a = -0.75, in both implementations below).
 
-    On the CPU a single frame goes through cv2.remap, about 3x faster than grid_sample for a stack of maps (the
-    |psi| history is 12 channels at the output size); it reads and returns channels-last memory, so a
-    channels-last img costs no copy. cv2 quantises the sub-pixel weights to 1/32 pixel. Elsewhere grid_sample."""
+    On the CPU a single frame goes through cv2.remap (`_remap`), about 3x faster than grid_sample for a stack of
+    maps (the |psi| history is 15 channels at the output size). Elsewhere grid_sample."""
     if img.device.type == "cpu" and img.shape[0] == 1 and flow.shape[0] == 1:
-        h, w = flow.shape[-2:]
-        fl = flow[0].float().numpy()
-        g = grid_coords(h, w)[0].numpy()
-        hwc = img[0].permute(1, 2, 0)
-        src = hwc.numpy() if hwc.is_contiguous() and img.dtype == torch.float32 else np.ascontiguousarray(hwc.float().numpy())
-        interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode]
-        out = cv2.remap(src, g[0] + fl[0], g[1] + fl[1], interpolation=interp, borderMode=cv2.BORDER_REPLICATE)
-        if out.ndim == 2:  # cv2 drops a single channel
-            out = out[..., None]
-        return torch.from_numpy(out).permute(2, 0, 1)[None].to(img.dtype)
+        return _remap(img, sampling_map(flow), mode)
     h, w = flow.shape[-2:]
     pos = grid_coords(h, w, flow.device) + flow
     gx = pos[:, 0] / max(w - 1, 1) * 2 - 1
     gy = pos[:, 1] / max(h - 1, 1) * 2 - 1
     grid = torch.stack([gx, gy], dim=-1).to(img.dtype)
     return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
+
+
+def sampling_map(flow: Tensor) -> np.ndarray:
+    """cv2.remap's map for a backward warp along flow ([1,2,H,W]): the positions x + flow(x), HxWx2 float32."""
+    h, w = flow.shape[-2:]
+    return (grid_rows(h, w).view(h, w, 2) + flow[0].float().permute(1, 2, 0)).numpy()
+
+
+def _remap(img: Tensor, pos: np.ndarray, mode: str) -> Tensor:
+    """img [1,C,H,W] on the CPU sampled at pos (`sampling_map`). It reads and returns channels-last memory, so a
+    channels-last img costs no copy. cv2 quantises the sub-pixel weights to 1/32 pixel."""
+    hwc = img[0].permute(1, 2, 0)
+    src = hwc.numpy() if hwc.is_contiguous() and img.dtype == torch.float32 else np.ascontiguousarray(hwc.float().numpy())
+    interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode]
+    out = cv2.remap(src, pos, None, interpolation=interp, borderMode=cv2.BORDER_REPLICATE)
+    if out.ndim == 2:  # cv2 drops a single channel
+        out = out[..., None]
+    return torch.from_numpy(out).permute(2, 0, 1)[None].to(img.dtype)
 
 
 @dataclass
@@ -91,25 +99,41 @@ class Motion:
     occluded: Tensor
     disoccluded: Tensor
     reliable: Tensor
+    _bw_map: Optional[np.ndarray] = field(default=None, init=False, repr=False, compare=False)  # see back()
+
+    def back(self, img: Tensor, mode: str = "bilinear") -> Tensor:
+        """`warp(img, bw)`: frame t-1's img ([1,C,H,W]) on frame t's grid. On the CPU the sampling map is made once
+        per motion and serves every image brought over (the |psi| history, the previous output)."""
+        if img.device.type != "cpu" or img.shape[0] != 1:
+            return warp(img, self.bw, mode)
+        if self._bw_map is None:
+            self._bw_map = sampling_map(self.bw)
+        return _remap(img, self._bw_map, mode)
 
 
-def up_flow(flow: np.ndarray, size: tuple[int, int]) -> Tensor:
-    """An LR flow (HxWx2, LR pixels) at `size` (H, W) in output pixels, [1,2,H,W]."""
-    h, w = flow.shape[:2]
-    # scaled on the LR grid, then resized (bilinear is linear: the same field, without a pass over the output)
-    lr = flow * np.array([size[1] / w, size[0] / h], np.float32)
-    return _to_t(cv2.resize(lr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR))  # pixel centres aligned
+def up_flows(flows: list[np.ndarray], size: tuple[int, int]) -> list[Tensor]:
+    """LR flows (HxWx2, LR pixels) at `size` (H, W) in output pixels, [1,2,H,W] each (channels-last views of one
+    tensor)."""
+    h, w = flows[0].shape[:2]
+    # scaled on the LR grid, then resized (bilinear is linear: the same field, without a pass over the output), all
+    # in one resize: cv2 resizes 4 channels several times faster than 2 channels twice
+    lr = np.concatenate(flows, axis=-1) * np.tile(np.array([size[1] / w, size[0] / h], np.float32), len(flows))
+    up = cv2.resize(lr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)  # pixel centres aligned
+    t = _to_t(up[..., None] if up.ndim == 2 else up)
+    return [t[:, 2 * i : 2 * i + 2] for i in range(len(flows))]
 
 
-def up_mask(mask: np.ndarray, size: tuple[int, int]) -> Tensor:
-    """A boolean LR mask (HxW) at `size`, [1,1,H,W]: True wherever a covered LR pixel is True."""
-    return _to_t(cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR) > 0)
+def up_masks(masks: list[np.ndarray], size: tuple[int, int]) -> list[Tensor]:
+    """Boolean LR masks (HxW) at `size`, [1,1,H,W] each: True wherever a covered LR pixel is True."""
+    up = cv2.resize(np.stack(masks, -1).astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR) > 0
+    t = _to_t(up[..., None] if up.ndim == 2 else up)
+    return [t[:, i : i + 1].contiguous() for i in range(len(masks))]  # flat views of them are taken
 
 
 def up_on_device(flows: list[np.ndarray], masks: list[np.ndarray], size: tuple[int, int], device) -> list[Tensor]:
-    """up_flow of each flow and up_mask of each mask, computed on `device` from the LR arrays (one small copy
+    """up_flows of the flows and up_masks of the masks, computed on `device` from the LR arrays (one small copy
     instead of the output-size fields; the resize is then the device's). Same maps as the cv2 functions, to
-    float rounding (tests/test_motion.py); on the CPU the cv2 ones are about 2x faster."""
+    float rounding (tests/test_motion.py); on the CPU the cv2 ones are faster."""
     h, w = flows[0].shape[:2]
     lr = np.concatenate([*flows, *(m[..., None] for m in masks)], axis=-1).astype(np.float32)
     up = F.interpolate(_to_t(lr).to(device, non_blocking=True), size=tuple(size), mode="bilinear", align_corners=False)
@@ -157,8 +181,9 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     if dev.type != "cpu":
         up_fw, up_bw, up_occ, up_dis, unreliable = up_on_device([fw, bw], [occ, dis, dis | ~photo], size, dev)
         return Motion(up_fw, up_bw, up_occ, up_dis, ~unreliable)
-    return Motion(up_flow(fw, size), up_flow(bw, size), up_mask(occ, size), up_mask(dis, size),
-                  ~up_mask(dis | ~photo, size))
+    up_fw, up_bw = up_flows([fw, bw], size)
+    up_occ, up_dis, unreliable = up_masks([occ, dis, dis | ~photo], size)
+    return Motion(up_fw, up_bw, up_occ, up_dis, ~unreliable)
 
 
 @dataclass
@@ -190,6 +215,20 @@ class NoiseParticles:
         """The sub-pixel offsets (x, y), [1,2,H,W] (a channels-last view)."""
         h, w = self.size
         return self.rows[:, -2:].view(h, w, 2).permute(2, 0, 1)[None]
+
+    def channels(self, first: int, count: int) -> Tensor:
+        """Noise channels first..first+count-1, [1,count,H,W] (a channels-last view)."""
+        h, w = self.size
+        return self.rows[:, first : first + count].view(h, w, count).permute(2, 0, 1)[None]
+
+    def reborn(self, first: int, eps: Tensor) -> "NoiseParticles":
+        """A copy whose channels from `first` on hold eps ([1,C,H,W]) and whose samples sit at their pixel centres
+        again (the offsets, which depend on every earlier motion, restart). The other channels keep their values."""
+        _, c, h, w = eps.shape
+        rows = self.rows.clone()
+        rows[:, first : first + c] = eps[0].permute(1, 2, 0).reshape(h * w, c)
+        rows[:, -2:] = 0
+        return NoiseParticles(rows, (h, w))
 
 
 def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor]) -> NoiseParticles:

@@ -14,9 +14,11 @@ anchor (g). The modes differ in how those three follow the video:
 
 Scene cuts reset every state. Segments: `context` frames before a segment's start reproduce an uninterrupted run.
 Without anchoring the state depends on a bounded past and the match is bit-exact: the |psi| history is `window`
-frames long, and flow noise is kept finite by running two particle chains, each restarted every `noise_period`
+frames long, and flow noise is kept finite by running two noise chains, each restarted every `noise_period`
 frames (staggered) and cross-faded with cos/sin weights (a sum of independent unit Gaussians with squared weights
-summing to 1 stays unit Gaussian), so frame t's noise depends on at most 2 * noise_period - 1 frames. With
+summing to 1 stays unit Gaussian), so frame t's noise depends on at most 2 * noise_period - 1 frames. Both chains
+ride on one set of particles (one transport per frame); each birth puts the samples back on their pixel centres,
+so their sub-pixel positions, too, depend only on the frames since the older chain's birth. With
 anchoring the previous output feeds the next frame, so the dependence on the past only decays (about by `anchor`
 per frame); the last `recurrent_context` context frames are sampled and a segment matches an uninterrupted run to
 >= 50 dB PSNR, not bit for bit (tests/test_temporal.py).
@@ -48,7 +50,7 @@ class TemporalOptions:
     decay: float = 0.6
     seed: int = 0
     anchor: float = 0.5  # recurrent modes: weight of the warped previous output in the start anchor
-    noise_period: int = 8  # flow noise: frames between restarts of each of the two cross-faded particle chains
+    noise_period: int = 8  # flow noise: frames between restarts of each of the two cross-faded noise chains
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -144,7 +146,8 @@ class TemporalUPSR:
         self._first = idx  # the first frame of this shot that was pushed
         self._hist: Optional[Tensor] = None  # ring buffer of |psi| maps, see _advance_hist
         self._hist_n = 0  # frames in it
-        self._chains: dict[int, mo.NoiseParticles] = {}
+        self._particles: Optional[mo.NoiseParticles] = None  # flow noise: both chains' values on one set of samples
+        self._slots: list[Optional[int]] = [None, None]  # the chain in each half of the particles' channels
         self._shot_eps: Optional[Tensor] = None
         self._prev_lr: Optional[Tensor] = None
         self._prev_out: Optional[Tensor] = None
@@ -171,7 +174,7 @@ class TemporalUPSR:
             self._hist = torch.zeros((1, k * c, h, w), dtype=psi.dtype, device=psi.device).contiguous(memory_format=torch.channels_last)
         elif motion is not None:  # the buffer exists: it holds at least one frame
             t0 = time.perf_counter()
-            warped = mo.warp(self._hist, motion.bw).contiguous(memory_format=torch.channels_last)
+            warped = motion.back(self._hist).contiguous(memory_format=torch.channels_last)
             rows = motion.disoccluded.view(-1).nonzero().squeeze(1)
             if rows.numel():
                 flat = warped.permute(0, 2, 3, 1).view(h * w, k * c)
@@ -183,26 +186,32 @@ class TemporalUPSR:
         self._hist_n = min(self._hist_n + 1, k)
 
     def _flow_noise(self, shape, idx: int, motion: Optional[mo.Motion]) -> Tensor:
-        """Two particle chains restarted every noise_period frames, staggered, cross-faded (module docstring)."""
+        """Two chains restarted every noise_period frames, staggered, cross-faded (module docstring). Chain c's
+        values live in channel half c % 2 of one particle set, so a frame moves the samples once for both; a
+        chain's birth restarts the shared sub-pixel offsets, which keeps the past a frame depends on bounded."""
         t0 = time.perf_counter()
-        k = self.opts.noise_period
+        k, c = self.opts.noise_period, shape[1]
         age = idx - self._shot
         j, u = age // k, (age % k) / k
         seed = (self.opts.seed, "flow", self._shot)
-        for c in list(self._chains):
-            if c < j - 1:
-                del self._chains[c]
-            elif motion is not None:
-                self._chains[c] = mo.transport(self._chains[c], motion,
-                                               lambda k: self.pipe.noise((shape[1], k), *seed, "fresh", c, idx))
-        for c in (j - 1, j) if j > 0 else (j,):
-            if c not in self._chains:  # born now (or, in a segment's first context frames, started late)
-                self._chains[c] = mo.NoiseParticles.fresh(self.pipe.noise(shape, *seed, "chain", c))
+        if self._particles is not None and motion is not None:
+            def fresh(m: int) -> Tensor:  # each half from its own chain's stream, so the draws follow the chain
+                return torch.cat([self.pipe.noise((c, m), *seed, "fresh", ch, idx) if ch is not None
+                                  else torch.zeros((c, m), device=self._particles.rows.device) for ch in self._slots])
+            self._particles = mo.transport(self._particles, motion, fresh)
+        for ch in (j - 1, j) if j > 0 else (j,):
+            if ch not in self._slots:  # born now (or, in a segment's first context frames, started late)
+                new = self.pipe.noise(shape, *seed, "chain", ch)
+                if self._particles is None:
+                    self._particles = mo.NoiseParticles.fresh(new.new_zeros((1, 2 * c, *new.shape[2:])))
+                self._particles = self._particles.reborn(ch % 2 * c, new)
+                self._slots[ch % 2] = ch
         self.seconds["warp"] += time.perf_counter() - t0
+        newest = self._particles.channels(j % 2 * c, c)
         if j == 0:
-            return self._chains[0].eps
+            return newest
         a = math.sin(math.pi / 2 * u)
-        return a * self._chains[j].eps + math.sqrt(1 - a * a) * self._chains[j - 1].eps
+        return a * newest + math.sqrt(1 - a * a) * self._particles.channels((j - 1) % 2 * c, c)
 
     def _noise(self, shape, idx: int, motion: Optional[mo.Motion]) -> Tensor:
         if self.opts.mode == "independent":
@@ -219,8 +228,8 @@ class TemporalUPSR:
         if motion is None or self._prev_out is None:
             return None
         t0 = time.perf_counter()
-        prev = mo.warp(self._prev_out, motion.bw, mode="bicubic").clamp(-1, 1)
-        anchor = g + self.opts.anchor * motion.reliable * (prev - g)
+        prev = motion.back(self._prev_out, mode="bicubic").clamp_(-1, 1)  # a new tensor: updated in place below
+        anchor = torch.where(motion.reliable, prev.sub_(g).mul_(self.opts.anchor).add_(g), g)
         self.seconds["warp"] += time.perf_counter() - t0
         return anchor
 
