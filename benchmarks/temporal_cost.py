@@ -9,8 +9,12 @@ x4 to 720x576) as `upscale` runs them (the checkpoint's calibrated start step, `
 over its frames), the share (flow + warp) / model of the medians, and the wall time per frame. Flow is the time
 the frame loop waits for it: on a CPU, as here, the flows are estimated in the loop (on a GPU they run on threads
 beside g and mostly hide); the last line gives the same pairs' flow estimated alone, one after another. The
-first 2 x noise_period frames are the warm-up of flow noise (one particle chain, then two), so the medians are
+first 2 x noise_period frames are the warm-up of flow noise (one noise chain, then two), so the medians are
 taken over the frames after them, where every chain is running: the steady state of a long shot. The issue's bar: flow + warping <= 15% of the model's time per frame.
+
+`--parts` then times the pieces alone on the same pairs (medians over --repeats passes): the two DIS calls and the
+rest of `motion.estimate`, the flows' resize to the output, one noise transport (both chains' 6 channels), and the two warps along the backward flow (the |psi| history,
+15 channels bilinear; the previous output, 3 channels bicubic).
 """
 from __future__ import annotations
 
@@ -44,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1, help="frames per push")
     ap.add_argument("--flow-threads", type=int, default=None, help="TemporalUPSR flow_threads (default: the device's)")
+    ap.add_argument("--parts", action="store_true", help="also time the flow's and the warping's pieces alone")
+    ap.add_argument("--repeats", type=int, default=3, help="passes over the pairs for --parts")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -85,9 +91,51 @@ def main(argv=None) -> int:
         alone.append(1000 * (time.perf_counter() - t0))
     res["flow_alone_ms"] = statistics.median(alone)
     print(f"flow estimated alone, frame after frame (the same pairs): {res['flow_alone_ms']:.1f} ms per frame")
+    if a.parts:
+        res["parts_ms"] = parts(lr, size, warm, a.repeats)
+        print("pieces alone (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in res["parts_ms"].items()))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0
+
+
+def parts(lr: list, size: tuple[int, int], first: int, repeats: int) -> dict:
+    """Median milliseconds of the temporal modes' pieces, each timed alone on the pairs from `first` on."""
+    import cv2
+
+    from upsr_video.eval.flow import dis_flow
+
+    times: dict[str, list[float]] = {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        times.setdefault(name, []).append(1000 * (time.perf_counter() - t0))
+        return out
+
+    h, w = size
+    gen = torch.Generator().manual_seed(0)
+    hist = torch.rand(1, 15, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+    prev = torch.rand(1, 3, h, w, generator=gen) * 2 - 1
+    particles = mo.NoiseParticles.fresh(torch.randn(1, 6, h, w, generator=gen))
+    for _ in range(repeats):
+        for i in range(first, len(lr)):
+            grey = [cv2.cvtColor(mo._rgb(x), cv2.COLOR_RGB2GRAY) for x in (lr[i - 1], lr[i])]
+            level = mo.flow_level(*grey[0].shape)
+            fw = timed("DIS forward", lambda: dis_flow(grey[0], grey[1], level))
+            bw = timed("DIS backward", lambda: dis_flow(grey[1], grey[0], level))
+            m = timed("estimate", lambda: mo.estimate(lr[i - 1], lr[i], size))
+            timed("flows to the output size", lambda: mo.up_flows([fw, bw], size))
+            particles = timed("noise transport (6 channels)",
+                              lambda: mo.transport(particles, m, lambda k: torch.randn(6, k, generator=gen)))
+            timed("history warp (15 channels, bilinear)", lambda: m.back(hist))
+            timed("anchor warp (3 channels, bicubic)", lambda: m.back(prev, mode="bicubic"))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    est = times.pop("estimate")
+    dis = [a + b for a, b in zip(times["DIS forward"], times["DIS backward"])]
+    med["estimate"] = statistics.median(est)
+    med["estimate minus the DIS pair (medians)"] = statistics.median(est) - statistics.median(dis)
+    return med
 
 
 if __name__ == "__main__":

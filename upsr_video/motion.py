@@ -112,15 +112,12 @@ class Motion:
 
 
 def up_flows(flows: list[np.ndarray], size: tuple[int, int]) -> list[Tensor]:
-    """LR flows (HxWx2, LR pixels) at `size` (H, W) in output pixels, [1,2,H,W] each (channels-last views of one
-    tensor)."""
+    """LR flows (HxWx2, LR pixels) at `size` (H, W) in output pixels, [1,2,H,W] each (a view of HxWx2 memory, which
+    the noise transport reads without a copy)."""
     h, w = flows[0].shape[:2]
-    # scaled on the LR grid, then resized (bilinear is linear: the same field, without a pass over the output), all
-    # in one resize: cv2 resizes 4 channels several times faster than 2 channels twice
-    lr = np.concatenate(flows, axis=-1) * np.tile(np.array([size[1] / w, size[0] / h], np.float32), len(flows))
-    up = cv2.resize(lr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)  # pixel centres aligned
-    t = _to_t(up[..., None] if up.ndim == 2 else up)
-    return [t[:, 2 * i : 2 * i + 2] for i in range(len(flows))]
+    scale = np.array([size[1] / w, size[0] / h], np.float32)
+    # scaled on the LR grid, then resized (bilinear is linear: the same field, without a pass over the output)
+    return [_to_t(cv2.resize(f * scale, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)) for f in flows]
 
 
 def up_masks(masks: list[np.ndarray], size: tuple[int, int]) -> list[Tensor]:
