@@ -48,17 +48,20 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1, help="frames per push")
     ap.add_argument("--flow-threads", type=int, default=None, help="TemporalUPSR flow_threads (default: the device's)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (on a GPU the wall times compare; the flow / warp /"
+                    " model split is only indicative, as the runner does not wait for the GPU between them)")
     ap.add_argument("--parts", action="store_true", help="also time the flow's and the warping's pieces alone")
     ap.add_argument("--repeats", type=int, default=3, help="passes over the pairs for --parts")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    spec, pipe = load_pipeline(a.checkpoint)
+    spec, pipe = load_pipeline(a.checkpoint, device=a.device)
+    sync = torch.cuda.synchronize if torch.device(pipe.device).type == "cuda" else (lambda: None)
     frames = read_frames(CLIP, a.frames)
     lr = [to_tensor(f).to(pipe.device) for f in frames]
     size = (frames[0].shape[0] * 4, frames[0].shape[1] * 4)
     start = resolve_start(spec, 4.0, "auto")
-    res = {"checkpoint": Path(a.checkpoint).name, "size": size, "start_step": start, "threads": a.threads,
+    res = {"checkpoint": Path(a.checkpoint).name, "device": str(pipe.device), "size": size, "start_step": start, "threads": a.threads,
            "batch": a.batch, "flow_threads": a.flow_threads, "modes": {}}
     print(f"{Path(a.checkpoint).name}: {len(lr)} frames {frames[0].shape[1]}x{frames[0].shape[0]} -> {size[1]}x{size[0]}, "
           f"start step {start}, {a.threads} thread(s), batch {a.batch}")
@@ -74,6 +77,7 @@ def main(argv=None) -> int:
             before = dict(runner.seconds)
             t0 = time.perf_counter()
             runner.push_batch(list(range(i, i + a.batch)), torch.cat(lr[i : i + a.batch]), [0] * a.batch, [True] * a.batch)
+            sync()
             wall = time.perf_counter() - t0
             if i >= warm:
                 for k in runner.seconds:
@@ -92,14 +96,14 @@ def main(argv=None) -> int:
     res["flow_alone_ms"] = statistics.median(alone)
     print(f"flow estimated alone, frame after frame (the same pairs): {res['flow_alone_ms']:.1f} ms per frame")
     if a.parts:
-        res["parts_ms"] = parts(lr, size, warm, a.repeats)
+        res["parts_ms"] = parts(lr, size, warm, a.repeats, sync)
         print("pieces alone (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in res["parts_ms"].items()))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0
 
 
-def parts(lr: list, size: tuple[int, int], first: int, repeats: int) -> dict:
+def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> dict:
     """Median milliseconds of the temporal modes' pieces, each timed alone on the pairs from `first` on."""
     import cv2
 
@@ -110,14 +114,16 @@ def parts(lr: list, size: tuple[int, int], first: int, repeats: int) -> dict:
     def timed(name, fn):
         t0 = time.perf_counter()
         out = fn()
+        sync()
         times.setdefault(name, []).append(1000 * (time.perf_counter() - t0))
         return out
 
     h, w = size
     gen = torch.Generator().manual_seed(0)
-    hist = torch.rand(1, 15, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
-    prev = torch.rand(1, 3, h, w, generator=gen) * 2 - 1
-    particles = mo.NoiseParticles.fresh(torch.randn(1, 6, h, w, generator=gen))
+    dev = lr[0].device
+    hist = torch.rand(1, 15, h, w, generator=gen).contiguous(memory_format=torch.channels_last).to(dev)
+    prev = (torch.rand(1, 3, h, w, generator=gen) * 2 - 1).to(dev)
+    particles = mo.NoiseParticles.fresh(torch.randn(1, 6, h, w, generator=gen).to(dev))
     for _ in range(repeats):
         for i in range(first, len(lr)):
             grey = [cv2.cvtColor(mo._rgb(x), cv2.COLOR_RGB2GRAY) for x in (lr[i - 1], lr[i])]
@@ -127,7 +133,7 @@ def parts(lr: list, size: tuple[int, int], first: int, repeats: int) -> dict:
             m = timed("estimate", lambda: mo.estimate(lr[i - 1], lr[i], size))
             timed("flows to the output size", lambda: mo.up_flows([fw, bw], size))
             particles = timed("noise transport (6 channels)",
-                              lambda: mo.transport(particles, m, lambda k: torch.randn(6, k, generator=gen)))
+                              lambda: mo.transport(particles, m, lambda k: torch.randn(6, k, generator=gen).to(dev)))
             timed("history warp (15 channels, bilinear)", lambda: m.back(hist))
             timed("anchor warp (3 channels, bicubic)", lambda: m.back(prev, mode="bicubic"))
     med = {k: statistics.median(v) for k, v in times.items()}
