@@ -203,9 +203,8 @@ class NoiseParticles:
 
     @property
     def eps(self) -> Tensor:
-        """The noise, [1,C,H,W] (a channels-last view)."""
-        h, w = self.size
-        return self.rows[:, :-2].view(h, w, -1).permute(2, 0, 1)[None]
+        """The noise, all C channels, [1,C,H,W] (a channels-last view)."""
+        return self.channels(0, self.rows.shape[1] - 2)
 
     @property
     def offset(self) -> Tensor:
