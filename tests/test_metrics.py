@@ -173,6 +173,24 @@ def test_dis_recovers_known_shift_and_warp_undoes_it(dx, dy):
     assert not flow.occlusion_mask(f, flow.dis_flow(b, a))[inner].any()
 
 
+def test_dis_flow_reuses_one_instance_per_thread_with_the_result_of_a_new_one():
+    """dis_flow keeps a DIS instance per thread and setting: its flows must equal a fresh instance's, whatever ran
+    on it before (other frame sizes, other pairs), and threads must not share one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [read_rgb(p) for p in sorted((SHARED / "data/vid4/GT/walk").glob("*.png"))[:4]]
+    grey = [flow.to_grey(f) for f in frames]
+    small = [cv2.resize(g, (g.shape[1] // 4, g.shape[0] // 4), interpolation=cv2.INTER_AREA) for g in grey]
+    pairs = [(small[0], small[1], 0), (grey[1], grey[2], None), (small[2], small[3], 0), (grey[3], grey[2], None),
+             (small[3], small[2], 0)]
+    for a, b, s in pairs:  # interleaved sizes and settings on this thread's instances
+        np.testing.assert_array_equal(flow.dis_flow(a, b, s), flow.make_dis(s).calc(a, b, None))
+    with ThreadPoolExecutor(4) as pool:  # the same pairs on 4 threads at once, 3 rounds
+        got = list(pool.map(lambda p: flow.dis_flow(*p), pairs * 3))
+    for (a, b, s), f in zip(pairs * 3, got):
+        np.testing.assert_array_equal(f, flow.make_dis(s).calc(a, b, None))
+
+
 def test_warp_direction_is_backward():
     a, b = shifted_sequence(2, 3.0, -2.0)
     const = np.zeros((96, 128, 2), np.float32)

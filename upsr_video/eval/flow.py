@@ -7,6 +7,7 @@ samples `b` at ``x + flow(x)`` and so brings `b` onto `a`'s grid (backward warpi
 """
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import cv2
@@ -49,10 +50,22 @@ def make_dis(finest_scale: Optional[int] = None):
     return dis
 
 
+_DIS = threading.local()  # this thread's DIS instances, by finest_scale
+
+
+def _thread_dis(finest_scale: Optional[int]):
+    """`make_dis(finest_scale)`, one instance per thread and setting: an instance is not thread-safe, and making one
+    costs about as much as a third of a 180x144 flow (its calc keeps no state from one call to the next)."""
+    cache = _DIS.__dict__.setdefault("by_scale", {})
+    if finest_scale not in cache:
+        cache[finest_scale] = make_dis(finest_scale)
+    return cache[finest_scale]
+
+
 def dis_flow(a: np.ndarray, b: np.ndarray, finest_scale: Optional[int] = None) -> np.ndarray:
     """DIS flow (`make_dis`) from `a` to `b` on grey frames: float32 HxWx2, a(x) ~= b(x + F(x))."""
     ga, gb = _grey_pair(a, b)
-    return make_dis(finest_scale).calc(ga, gb, None)  # an instance per call: instances are not thread-safe
+    return _thread_dis(finest_scale).calc(ga, gb, None)
 
 
 def farneback_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
