@@ -188,3 +188,12 @@ def test_motion_back_is_the_backward_warp_along_bw():
         ref = torch.nn.functional.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
         inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # borders: cv2 and torch pad bicubic differently
         assert float((first - ref)[inner].abs().mean()) < 0.01
+        # every memory layout gives the same values as the plain HxWxC remap: channels-last (one HxWxC remap), and
+        # contiguous or a crop of a padded map (as the sampler's output comes; plane by plane up to 4 channels)
+        hwc = torch.from_numpy(cv2.remap(np.ascontiguousarray(img[0].permute(1, 2, 0).numpy()), mo.sampling_map(bw), None,
+                                         interpolation={"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode],
+                                         borderMode=cv2.BORDER_REPLICATE)).permute(2, 0, 1)[None]
+        padded = torch.zeros(1, img.shape[1], h + 3, w + 5)
+        padded[..., :h, :w] = img
+        for layout in (img.contiguous(memory_format=torch.channels_last), img.contiguous(), padded[..., :h, :w]):
+            assert torch.equal(m.back(layout, mode), hwc)

@@ -75,11 +75,19 @@ def sampling_map(flow: Tensor) -> np.ndarray:
 
 
 def _remap(img: Tensor, pos: np.ndarray, mode: str) -> Tensor:
-    """img [1,C,H,W] on the CPU sampled at pos (`sampling_map`). It reads and returns channels-last memory, so a
-    channels-last img costs no copy. cv2 quantises the sub-pixel weights to 1/32 pixel."""
+    """img [1,C,H,W] on the CPU sampled at pos (`sampling_map`). A channels-last img is remapped as one HxWxC image
+    and the result is channels-last. Up to 4 channels, planes with contiguous rows (the sampler's output, a crop
+    of its padded maps) are remapped one by one into a contiguous result: the same values, without a copy to
+    channels-last and back. (Above 4 channels cv2 quantises the sub-pixel weights to 1/32 pixel and a plane at a
+    time is exact but 1.7-1.9x slower, so those always go as one HxWxC image.)"""
+    interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode]
+    if img.dtype == torch.float32 and img.shape[1] <= 4 and img.stride(-1) == 1:
+        out = torch.empty_like(img)
+        for src, dst in zip(img[0].numpy(), out[0].numpy()):
+            cv2.remap(src, pos, None, dst=dst, interpolation=interp, borderMode=cv2.BORDER_REPLICATE)
+        return out
     hwc = img[0].permute(1, 2, 0)
     src = hwc.numpy() if hwc.is_contiguous() and img.dtype == torch.float32 else np.ascontiguousarray(hwc.float().numpy())
-    interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode]
     out = cv2.remap(src, pos, None, interpolation=interp, borderMode=cv2.BORDER_REPLICATE)
     if out.ndim == 2:  # cv2 drops a single channel
         out = out[..., None]
@@ -169,7 +177,9 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     a, b = cv2.cvtColor(pa, cv2.COLOR_RGB2GRAY), cv2.cvtColor(pb, cv2.COLOR_RGB2GRAY)
     level = flow_level(*a.shape)
     fw, bw = dis_flow(a, b, level), dis_flow(b, a, level)
-    still = cv2.blur(np.abs(pa.astype(np.float32) - pb.astype(np.float32)).mean(-1), (3, 3)) <= STILL_TOLERANCE
+    # the mean |difference| over 3x3 pixels x 3 channels, as an exact integer sum (cv2.blur's border)
+    diff = cv2.transform(cv2.absdiff(pa, pb).astype(np.float32), np.ones((1, 3), np.float32))
+    still = cv2.boxFilter(diff, -1, (3, 3), normalize=False) <= 27 * STILL_TOLERANCE
     fw[still] = 0.0
     bw[still] = 0.0
     occ, dis = occlusion_mask(fw, bw, boundary=False), occlusion_mask(bw, fw, boundary=False)
@@ -227,6 +237,12 @@ class NoiseParticles:
         return NoiseParticles(rows, (h, w))
 
 
+@functools.lru_cache(maxsize=4)
+def _indices(n: int, device=None) -> Tensor:
+    """0..n-1 as int64 (cached: never modify in place)."""
+    return torch.arange(n, device=device)
+
+
 def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor]) -> NoiseParticles:
     """Move the samples along motion.fw to frame t (see the module docstring); the pixels no sample reaches and the
     disoccluded ones take, in raster order, the k samples of `fresh(k)` ([C, k] N(0, 1), drawn from the seed and
@@ -234,7 +250,8 @@ def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor])
 
     Per target pixel the sample that lands closest wins (ties: the lower source index), found with one
     scatter-amin of the key (distance rank, source index); samples that leave the frame or are occluded go to a
-    spare bin past the last pixel, so no array is compacted."""
+    spare bin past the last pixel, so no array is compacted. p is consumed: its offset columns are overwritten
+    with the moved samples' offsets, so that one row gather carries value and offset together."""
     h, w = p.size
     n = h * w
     dev = p.rows.device
@@ -242,21 +259,21 @@ def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor])
     pos = grid_rows(h, w, dev).add(p.rows[:, -2:]).add_(fw)
     tgt = pos.add(0.5).floor_()  # not round(): half-to-even would send x + 0.5 and x + 1.5 to one pixel
     off = pos.sub_(tgt)  # in [-0.5, 0.5)
+    p.rows[:, -2:] = off
     tgt = tgt.long()
     tx, ty = tgt[:, 0], tgt[:, 1]
     ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & ~motion.occluded.view(-1)
     tidx = torch.where(ok, ty * w + tx, n)
     bits = n.bit_length()  # key = rank << bits | source index: the index comes back with a mask, not a modulo
     dist = off.square().sum(1)  # <= 0.5, so the rank stays under 2**19 and the key under 2**(19 + bits)
-    key = dist.mul_(2**20).long().bitwise_left_shift_(bits).bitwise_or_(torch.arange(n, device=dev))
+    key = dist.mul_(2**20).long().bitwise_left_shift_(bits).bitwise_or_(_indices(n, dev))
     none = torch.iinfo(torch.long).max
     best = torch.full((n + 1,), none, device=dev, dtype=torch.long)
     best.scatter_reduce_(0, tidx, key, reduce="amin")
     best = best[:n]
     hit = (best != none) & ~motion.disoccluded.view(-1)
     winner = torch.where(hit, best.bitwise_and_((1 << bits) - 1), 0)
-    rows = p.rows.index_select(0, winner)  # every sample, then its new offset
-    rows[:, -2:] = off.index_select(0, winner)
+    rows = p.rows.index_select(0, winner)  # every sample with its new offset
     empty = (~hit).nonzero().squeeze(1)
     if empty.numel():
         new = torch.zeros((empty.numel(), rows.shape[1]), device=dev, dtype=rows.dtype)

@@ -229,7 +229,8 @@ class TemporalUPSR:
             return None
         t0 = time.perf_counter()
         prev = motion.back(self._prev_out, mode="bicubic").clamp_(-1, 1)  # a new tensor: updated in place below
-        anchor = torch.where(motion.reliable, prev.sub_(g).mul_(self.opts.anchor).add_(g), g)
+        strength = motion.reliable.to(g.dtype).mul_(self.opts.anchor)  # 0 where unreliable: exactly g there
+        anchor = torch.addcmul(g, prev.sub_(g), strength)
         self.seconds["warp"] += time.perf_counter() - t0
         return anchor
 
