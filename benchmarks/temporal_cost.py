@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa: E402
 from upsr_video.eval.compare import read_frames  # noqa: E402
 from upsr_video.eval.sr_bench import to_tensor  # noqa: E402
+from upsr_video.process import use_threads  # noqa: E402
 from upsr_video.startstep import resolve_start  # noqa: E402
 from upsr_video import motion as mo  # noqa: E402
 from upsr_video.temporal import MODES, TemporalOptions, TemporalUPSR  # noqa: E402
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="passes over the pairs for --parts")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    use_threads(a.threads)  # torch and OpenCV, as `upscale --threads`
     spec, pipe = load_pipeline(a.checkpoint, device=a.device)
     sync = torch.cuda.synchronize if torch.device(pipe.device).type == "cuda" else (lambda: None)
     frames = read_frames(CLIP, a.frames)

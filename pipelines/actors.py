@@ -68,11 +68,11 @@ class UpscaleWorker:
     """Holds one UPSRPipeline. Created through `make_workers` (resources and restart policy)."""
 
     def __init__(self, checkpoint: Optional[str], device: str = "auto", threads: int = 0, compile: bool = False):
-        """threads: torch intra-op threads; 0: the CPUs Ray assigned to this actor (its decoder and encoder
-        threads are derived from the same number, see process.io_threads)."""
+        """threads: torch's and OpenCV's threads (process.use_threads); 0: the CPUs Ray assigned to this actor (its
+        decoder and encoder threads are derived from the same number, see process.io_threads)."""
         import torch
 
-        from upsr_video.process import load_for_run, resolve_device
+        from upsr_video.process import load_for_run, resolve_device, use_threads
 
         if device.startswith("cuda:"):
             device = "cuda"  # Ray exposes the actor's GPU as the only visible one
@@ -82,7 +82,7 @@ class UpscaleWorker:
                 threads = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
             except Exception:  # outside Ray (direct use in tests)
                 threads = 1
-        torch.set_num_threads(max(1, threads))
+        use_threads(max(1, threads))
         self.threads = torch.get_num_threads()
         t0, w0 = time.perf_counter(), time.time()
         self.spec, self.pipe = load_for_run(checkpoint, self.device, compile)

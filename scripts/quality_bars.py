@@ -44,6 +44,7 @@ from upsr_video.eval.compare import read_frames, run_method
 from upsr_video.eval.fidelity import psnr_y
 from upsr_video.eval.lpips_alex import load_lpips
 from upsr_video.eval.sr_bench import load_pairs, to_tensor, to_uint8
+from upsr_video.process import use_threads
 from upsr_video.startstep import resolve_start
 from upsr_video.temporal import TemporalOptions
 from upsr_video.tiling import crop_to, pad_to_multiple
@@ -325,7 +326,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ablation", nargs=4, metavar="CKPT", help="Set14 x4 table of four checkpoints instead of the bars")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    use_threads(a.threads)  # torch and OpenCV, as `upscale --threads`
     steps = a.steps if a.steps == "auto" else int(a.steps)
     lpips_model = load_lpips(a.lpips_weights)
     if a.ablation:

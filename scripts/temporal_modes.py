@@ -27,7 +27,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from holdout_choice import holdout_images  # noqa: E402
@@ -38,6 +37,7 @@ from upsr_video.eval.compare import evaluate, read_frames, run_temporal  # noqa:
 from upsr_video.eval.flow import dis_flow as hr_flow, make_dis, warp as np_warp  # noqa: E402
 from upsr_video.eval.lpips_alex import load_lpips  # noqa: E402
 from upsr_video.eval.motion_clips import HOLDOUT_MOTIONS, MotionSpec, fit_orientation, moving_clip  # noqa: E402
+from upsr_video.process import use_threads  # noqa: E402
 from upsr_video.startstep import resolve_start  # noqa: E402
 from upsr_video.temporal import MODES, TemporalOptions  # noqa: E402
 from upsr_video.upscale import cuts_of_frames  # noqa: E402
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="folder for table.json and strip.png")
     ap.add_argument("--flow-presets", action="store_true", help="only measure the LR flow estimators")
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    use_threads(a.threads)  # torch and OpenCV, as `upscale --threads`
     if a.flow_presets:
         flow_presets()
         return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 import upsr_video.cli  # noqa: F401  (first: its plugin loader imports pipelines.cli)
 from click.testing import CliRunner
@@ -231,6 +232,23 @@ def test_actor_options_one_gpu_each_or_cpu_and_restartable(monkeypatch):
     assert (opts["num_gpus"], opts["num_cpus"], dev) == (0, 1, "cpu")
     with pytest.raises(UpscaleError, match="no GPU"):
         actor_options("cuda")
+
+
+def test_a_worker_computes_with_its_threads_in_torch_and_opencv(tmp_path):
+    """A worker's threads (its CPUs in Ray, here given) bound OpenCV's threads too: the flow and the warps would
+    otherwise use every core of the node in every actor."""
+    import cv2
+
+    from pipelines.actors import UpscaleWorker
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        for n in (1, 2):
+            w = UpscaleWorker(str(tiny_checkpoint(tmp_path / "tiny.safetensors")), "cpu", threads=n)
+            assert (w.info()["threads"], torch.get_num_threads(), cv2.getNumThreads()) == (n, n, n)
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
 
 
 def test_unreachable_ray_address_fails_fast_in_one_line(tmp_path):

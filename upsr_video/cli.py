@@ -87,7 +87,7 @@ def upscale_options(f):
         click.option("--preset", default="medium", show_default=True),
         click.option("--pix-fmt", default="auto", show_default=True,
                      help="auto: yuv420p, or yuv420p10le for a source with more than 8 bits per sample."),
-        click.option("--threads", type=int, default=0, help="CPU threads for torch (0: default)."),
+        click.option("--threads", type=int, default=0, help="CPU threads for torch and OpenCV (0: every core)."),
     ]
     for o in reversed(opts):
         f = o(f)

@@ -313,6 +313,16 @@ class _ModelClock:
         return self.seconds
 
 
+def use_threads(n: int) -> None:
+    """Compute with n threads: torch's intra-op threads and OpenCV's (the flow and the warps between the model's
+    calls), so that `--threads n` or a Ray actor holding n CPUs keeps to n cores; OpenCV would otherwise take every
+    core of the machine in each process."""
+    import cv2
+
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+
+
 def io_threads() -> int:
     """Decoder and encoder threads each: half the CPUs this process computes with (torch's intra-op threads,
     set from --threads or the CPUs a Ray actor holds), at least one, so decoding and encoding beside the model

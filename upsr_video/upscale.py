@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from .checkpoint import CheckpointError
 from .process import (Plan, UpscaleError, UpscaleOptions, autocast_for, load_for_run, make_plan, resolve_batch_size,
-                      resolve_device, start_segment)
+                      resolve_device, start_segment, use_threads)
 
 
 @dataclass
@@ -158,8 +158,6 @@ def upscale_video(
     options, checkpoints or versions are never reused: their fingerprint differs). resume=False starts over.
     Leftovers of dead runs (temporary files) are removed; the work folder goes once the output is in place.
     Returns the JSON summary."""
-    import torch
-
     from .manifest import DONE, MANIFEST_NAME, Manifest, part_name, work_dir_for
     from .resume import fingerprint
     from .segments import Segment, default_segment_frames, make_segments
@@ -171,7 +169,7 @@ def upscale_video(
     if segment_frames is not None and segment_frames < 1:
         raise UpscaleError(f"--segment-frames must be >= 1, got {segment_frames}")
     if opts.threads:
-        torch.set_num_threads(opts.threads)
+        use_threads(opts.threads)
     device = resolve_device(opts.device)
     autocast_for(device, opts.precision)  # reject fp16 on CPU before any work
     resolve_batch_size(opts.batch_size, device)
