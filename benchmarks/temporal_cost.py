@@ -1,4 +1,4 @@
-"""Cost of the temporal modes per frame: flow estimation and warping (noise transport, |psi| history, previous
+"""Cost of the temporal modes per frame: flow estimation and warping (noise transport, |psi| sums, previous
 output) against the model's own time (g and the sampler), measured in the same runs.
 
     python benchmarks/temporal_cost.py [--checkpoint CKPT] [--frames 41] [--threads 1] [--batch 1] [--json out.json]
@@ -13,8 +13,8 @@ first 2 x noise_period frames are the warm-up of flow noise (one noise chain, th
 taken over the frames after them, where every chain is running: the steady state of a long shot. The issue's bar: flow + warping <= 15% of the model's time per frame.
 
 `--parts` then times the pieces alone on the same pairs (medians over --repeats passes): the two DIS calls and the
-rest of `motion.estimate`, the flows' resize to the output, one noise transport (both chains' 6 channels), and the two warps along the backward flow (the |psi| history,
-15 channels bilinear; the previous output, 3 channels bicubic).
+rest of `motion.estimate`, the flows' resize to the output, one noise transport (both chains' 6 channels), and the warps along the backward flow (the two running sums of
+|psi|, 4 channels each, bilinear; the previous output, 3 channels bicubic).
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> di
     h, w = size
     gen = torch.Generator().manual_seed(0)
     dev = lr[0].device
-    hist = torch.rand(1, 15, h, w, generator=gen).contiguous(memory_format=torch.channels_last).to(dev)
+    sums = [torch.rand(1, 4, h, w, generator=gen).contiguous(memory_format=torch.channels_last).to(dev) for _ in range(2)]
     prev = (torch.rand(1, 3, h, w, generator=gen) * 2 - 1).to(dev)
     particles = mo.NoiseParticles.fresh(torch.randn(1, 6, h, w, generator=gen).to(dev))
     for _ in range(repeats):
@@ -135,7 +135,7 @@ def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> di
             timed("flows to the output size", lambda: mo.up_flows([fw, bw], size))
             particles = timed("noise transport (6 channels)",
                               lambda: mo.transport(particles, m, lambda k: torch.randn(6, k, generator=gen).to(dev)))
-            timed("history warp (15 channels, bilinear)", lambda: m.back(hist))
+            timed("|psi| sums warp (2 x 4 channels, bilinear)", lambda: [m.back(x) for x in sums])
             timed("anchor warp (3 channels, bicubic)", lambda: m.back(prev, mode="bicubic"))
     med = {k: statistics.median(v) for k, v in times.items()}
     dis = [a + b for a, b in zip(times["DIS forward"], times["DIS backward"])]

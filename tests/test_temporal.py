@@ -59,16 +59,19 @@ def test_without_context_the_smoothing_differs():
 
 
 def test_smoothed_uncertainty_is_the_decayed_mean_of_the_motion_compensated_history():
-    """|psi| smoothing against an independent numpy computation: an integer translation (exact for any bilinear
-    warp), border replicated, disoccluded pixels taking the newest map, weights decay**age over window + 1 maps."""
+    """|psi| smoothing against an independent numpy computation: every earlier map brought onto the frame by an
+    integer translation (exact for any bilinear warp), border replicated, disoccluded pixels taking the newest map;
+    the mean, weights decay**age, runs over the frames since the older of two sums restarted, sum a restarting at
+    shot ages a W, a W + 2 W, ... (W = window): W + 1 to 2 W frames once both run."""
     import numpy as np
 
     from upsr_video.motion import Motion
 
-    h, w, window, decay = 16, 20, 3, 0.6
+    h, w, window, decay, shot = 16, 20, 3, 0.6, 10
     r = TemporalUPSR(_pipe(), TemporalOptions("flow", window=window, decay=decay), (h, w))
+    r._reset(shot, shot)
     rng = np.random.default_rng(0)
-    psis = [rng.random((3, h, w)).astype(np.float32) for _ in range(7)]
+    psis = [rng.random((3, h, w)).astype(np.float32) for _ in range(4 * window + 2)]
     bx, by = -2, 1  # bw: frame t's pixel x shows frame t-1's x + (bx, by)
     dis = np.zeros((h, w), bool)
     dis[:, :3] = True
@@ -77,14 +80,18 @@ def test_smoothed_uncertainty_is_the_decayed_mean_of_the_motion_compensated_hist
                     reliable=torch.ones(1, 1, h, w, dtype=torch.bool))
     ys = np.clip(np.arange(h) + by, 0, h - 1)[:, None]
     xs = np.clip(np.arange(w) + bx, 0, w - 1)[None, :]
-    hist: list = []  # newest last, each on the current frame's grid
+    hist: list = []  # every map so far, newest last, each on the current frame's grid
+    lengths = []
     for t, p in enumerate(psis):
-        hist = [np.where(dis, p, m[:, ys, xs]) for m in hist][-window:] + [p]
-        wts = [decay**j for j in range(len(hist))]
+        hist = [np.where(dis, p, m[:, ys, xs]) for m in hist] + [p]
+        starts = [t - t % (2 * window)] + ([t - (t - window) % (2 * window)] if t >= window else [0])
+        n = t - min(starts) + 1  # frames in the older sum
+        lengths.append(n)
+        wts = [decay**j for j in range(n)]
         expect = sum(wj * m for wj, m in zip(wts, hist[::-1])) / sum(wts)
-        r._advance_hist(torch.from_numpy(p)[None], 10 + t, motion if t else None)
-        got = r._smoothed(10 + t)[0].numpy()
-        assert np.abs(got - expect).max() < 1e-5, t
+        got = r._smooth_psi(torch.from_numpy(p)[None], shot + t, motion if t else None)
+        assert got.is_contiguous() and np.abs(got[0].numpy() - expect).max() < 1e-5, t
+    assert lengths[2 * window :] == [window + 1 + j % window for j in range(len(psis) - 2 * window)]  # W+1..2W
 
 
 def test_shared_noise_within_shot_and_reset_at_cut():

@@ -5,17 +5,20 @@ so a frame's texture is a function of its noise eps, its noise weight w (from th
 anchor (g). The modes differ in how those three follow the video:
 
 - independent: eps drawn per frame, raw |psi| (the per-frame baseline; flickers when the model uses its noise).
-- shared: one eps per shot, fixed on the screen; |psi| averaged in place over the last `window` frames.
+- shared: one eps per shot, fixed on the screen; |psi| smoothed in place: a decay-weighted running mean over the
+  current and the last `window` to 2 `window` - 1 frames (below).
 - flow: eps moves with the content along LR optical flow (`motion.transport`: stays unit Gaussian and white);
-  the |psi| history is warped along the flow before it is averaged.
-- recurrent: shared eps, warped |psi| history, and the anchor blends the flow-warped previous output into g
+  the running means of |psi| are warped along the flow before each frame is added.
+- recurrent: shared eps, warped |psi| sums, and the anchor blends the flow-warped previous output into g
   (`anchor` = strength, where the flow is reliable), so detail made for frame t-1 is re-used, not re-invented.
 - flow-recurrent: flow noise and recurrent anchoring together.
 
 Scene cuts reset every state. Segments: `context` frames before a segment's start reproduce an uninterrupted run.
-Without anchoring the state depends on a bounded past and the match is bit-exact: the |psi| history is `window`
-frames long, and flow noise is kept finite by running two noise chains, each restarted every `noise_period`
-frames (staggered) and cross-faded with cos/sin weights (a sum of independent unit Gaussians with squared weights
+Without anchoring the state depends on a bounded past and the match is bit-exact: |psi| is smoothed by two running
+means, each restarted every 2 `window` frames, staggered by `window`, of which a frame uses the older (so it
+averages window + 1 to 2 window frames, and depends on at most 2 window - 1 before it); flow noise is kept finite
+the same way, by two noise chains, each restarted every `noise_period` frames (staggered) and cross-faded with
+cos/sin weights (a sum of independent unit Gaussians with squared weights
 summing to 1 stays unit Gaussian), so frame t's noise depends on at most 2 * noise_period - 1 frames. Both chains
 ride on one set of particles (one transport per frame); each birth puts the samples back on their pixel centres,
 so their sub-pixel positions, too, depend only on the frames since the older chain's birth. With
@@ -46,7 +49,7 @@ MODES = ("independent", "shared", "flow", "recurrent", "flow-recurrent")
 @dataclass(frozen=True)
 class TemporalOptions:
     mode: str = "flow-recurrent"  # one of MODES; the default-mode rule's choice on held-out clips (README)
-    window: int = 4  # past frames of |psi| averaged with the current one
+    window: int = 4  # |psi| smoothing: at least this many past frames (at most 2 window - 1) averaged with the current one
     decay: float = 0.6
     seed: int = 0
     anchor: float = 0.5  # recurrent modes: weight of the warped previous output in the start anchor
@@ -86,15 +89,16 @@ class TemporalOptions:
         docstring: exact without anchoring, >= 50 dB with it)."""
         if self.mode == "independent":
             return 0
+        psi = 2 * self.window - 1 if self.window else 0
         noise = 2 * self.noise_period - 1 if self.flow_noise else 0
-        return max(self.window, noise, self.recurrent_context)
+        return max(psi, noise, self.recurrent_context)
 
 
 class TemporalUPSR:
     """Feed frames in increasing index order. `push(idx, lr, shot_start, emit)`; frames with emit=False
     (a segment's context) only update the temporal state (and, in anchored modes, the last
     `recurrent_context` of them are sampled to warm the previous output). `seconds` accumulates the time
-    spent on flow, on warping (noise, |psi| history, previous output) and on the model (g and the sampler)."""
+    spent on flow, on warping (noise, |psi| sums, previous output) and on the model (g and the sampler)."""
 
     def __init__(
         self,
@@ -144,8 +148,8 @@ class TemporalUPSR:
     def _reset(self, shot: Optional[int], idx: Optional[int]) -> None:
         self._shot = shot
         self._first = idx  # the first frame of this shot that was pushed
-        self._hist: Optional[Tensor] = None  # ring buffer of |psi| maps, see _advance_hist
-        self._hist_n = 0  # frames in it
+        self._sums: list[Optional[Tensor]] = [None, None]  # the two running means of |psi|, see _smooth_psi
+        self._starts: list[Optional[int]] = [None, None]  # the shot age at which each began summing
         self._particles: Optional[mo.NoiseParticles] = None  # flow noise: both chains' values on one set of samples
         self._slots: list[Optional[int]] = [None, None]  # the chain in each half of the particles' channels
         self._shot_eps: Optional[Tensor] = None
@@ -153,37 +157,49 @@ class TemporalUPSR:
         self._prev_out: Optional[Tensor] = None
 
     # -- per-frame state ----------------------------------------------------------------------------------
-    def _smoothed(self, idx: int) -> Tensor:
-        """The decay-weighted mean of the history, newest weight 1 (one small matrix product over the slots)."""
-        k, c = self.opts.window + 1, self._hist.shape[1] // (self.opts.window + 1)
-        wts = torch.zeros(k, dtype=torch.float64)
-        for j in range(self._hist_n):
-            wts[(idx - j) % k] = self.opts.decay**j
-        mix = torch.kron((wts / wts.sum()).to(self._hist.dtype), torch.eye(c, dtype=self._hist.dtype)).to(self._hist.device)  # [c, k*c]
-        _, _, h, w = self._hist.shape
-        flat = self._hist.permute(0, 2, 3, 1).reshape(h * w, k * c)  # a view: the buffer is channels-last
-        return (flat @ mix.T).view(1, h, w, c).permute(0, 3, 1, 2)
+    def _smooth_psi(self, psi: Tensor, idx: int, motion: Optional[mo.Motion]) -> Tensor:
+        """|psi| of frame idx ([1,C,H,W]) smoothed over time: the decay-weighted mean (newest weight 1) of this
+        frame's map and those of the frames since the older of two running sums restarted.
 
-    def _advance_hist(self, psi: Tensor, idx: int, motion: Optional[mo.Motion]) -> None:
-        """Put |psi| of frame idx into the history. The history is one channels-last tensor of window + 1 slots
-        (frame i in slot i mod (window + 1): the layout depends on frame indices only, so segments reproduce an
-        uninterrupted run); with motion it is first warped onto the new frame in one remap (its disoccluded
-        pixels take the new map), so smoothing averages the same content, not the same screen spot."""
-        k, (_, c, h, w) = self.opts.window + 1, psi.shape
-        if self._hist is None:
-            self._hist = torch.zeros((1, k * c, h, w), dtype=psi.dtype, device=psi.device).contiguous(memory_format=torch.channels_last)
-        elif motion is not None:  # the buffer exists: it holds at least one frame
-            t0 = time.perf_counter()
-            warped = motion.back(self._hist).contiguous(memory_format=torch.channels_last)
-            rows = motion.disoccluded.view(-1).nonzero().squeeze(1)
-            if rows.numel():
-                flat = warped.permute(0, 2, 3, 1).view(h * w, k * c)
-                flat[rows] = psi.permute(0, 2, 3, 1).reshape(h * w, c)[rows].repeat(1, k)
-            self._hist = warped
+        Sum a restarts at the shot ages a W, a W + 2 W, ... (W = window), so the older one holds W + 1 to 2 W frames
+        and a frame's map depends on at most 2 W - 1 before it, at fixed ages: a segment that starts with that much
+        context reproduces an uninterrupted run (a runner that starts mid-shot begins the sums it finds running with
+        its first frame: they are exact from their next restart on). A sum is
+        S = psi + decay * S_prev in the first C of 4 channels-last channels (OpenCV warps a 4-channel image exactly
+        and several times faster than 3 channels or a ring of every past map), warped onto each new frame first;
+        disoccluded pixels restart at the new map. Returns a contiguous map, like psi."""
+        W, d = self.opts.window, self.opts.decay
+        if W == 0:
+            return psi
+        age, (_, c, h, w) = idx - self._shot, psi.shape
+        total = lambda n: n if d == 1 else (1 - d**n) / (1 - d)  # the weights of n frames
+        t0 = time.perf_counter()
+        rows = None
+        for a in range(2):
+            if self._sums[a] is None:
+                continue
+            if age >= a * W and (age - a * W) % (2 * W) == 0:  # sum a restarts with this frame
+                self._sums[a] = self._starts[a] = None
+            elif motion is not None:
+                S = motion.back(self._sums[a])  # a new channels-last tensor
+                if rows is None:
+                    rows = motion.disoccluded.view(-1).nonzero().squeeze(1)
+                if rows.numel():  # this frame's map, at the weight of the frames in the sum, which the new one joins
+                    S.permute(0, 2, 3, 1).view(h * w, 4)[rows, :c] = \
+                        psi.permute(0, 2, 3, 1).reshape(h * w, c)[rows] * total(age - self._starts[a])
+                self._sums[a] = S
+        if motion is not None:
             self.seconds["warp"] += time.perf_counter() - t0
-        slot = idx % k
-        self._hist[:, slot * c : (slot + 1) * c] = psi
-        self._hist_n = min(self._hist_n + 1, k)
+        for a in range(2):
+            if self._sums[a] is None:
+                if age < a * W:
+                    continue  # sum 1 begins at age W
+                self._sums[a] = psi.new_zeros((1, 4, h, w)).contiguous(memory_format=torch.channels_last)
+                self._starts[a] = age
+            part = self._sums[a][:, :c]
+            torch.add(psi, part, alpha=d, out=part)
+        older = min((a for a in (0, 1) if self._sums[a] is not None), key=lambda a: self._starts[a])
+        return torch.div(self._sums[older][:, :c], total(age - self._starts[older] + 1), out=torch.empty_like(psi))
 
     def _flow_noise(self, shape, idx: int, motion: Optional[mo.Motion]) -> Tensor:
         """Two chains restarted every noise_period frames, staggered, cross-faded (module docstring). Chain c's
@@ -243,7 +259,7 @@ class TemporalUPSR:
     @torch.no_grad()
     def push_batch(self, indices: list[int], lrs: Tensor, shot_starts: list[int], emits: list[bool]) -> list[Optional[Tensor]]:
         """Consecutive frames in one call (lrs: [N,3,h,w]): g runs once on the batch, the per-frame state (shot,
-        flow, |psi| history, noise) advances frame by frame in index order, and the emitted frames are denoised
+        flow, |psi| sums, noise) advances frame by frame in index order, and the emitted frames are denoised
         as one batch; in anchored modes each frame is sampled in order, as it needs its predecessor's output.
         Equal to N calls of `push` up to float rounding of batched convolutions."""
         n = len(indices)
@@ -277,8 +293,7 @@ class TemporalUPSR:
             if self.opts.mode == "independent":
                 w = weight_from_uncertainty(psi[k : k + 1], self.pipe.unw)
             else:
-                self._advance_hist(psi[k : k + 1], idx, motion)
-                w = weight_from_uncertainty(self._smoothed(idx), self.pipe.unw)
+                w = weight_from_uncertainty(self._smooth_psi(psi[k : k + 1], idx, motion), self.pipe.unw)
             if self.opts.anchored:
                 # context frames are sampled only where they can still matter: the last recurrent_context before
                 # the segment, or all of them when the run began at the shot's start (then the match is exact)
