@@ -1,9 +1,10 @@
 """The resume fingerprint: what a finished part depends on (input, options, checkpoint content, calibration table,
-package version), and nothing else (a touched checkpoint with the same bytes keeps it)."""
+package version, the package's source), and nothing else (a touched checkpoint with the same bytes keeps it)."""
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,3 +78,31 @@ def test_a_checkpoints_own_table_is_the_one_that_counts(setup):
     fp = resume.fingerprint(str(setup["clip"]), UpscaleOptions(checkpoint=str(own)))
     setup["table"].write_text(json.dumps({"factors": {"2": 1}}))  # the shipped table is not used by this one
     assert resume.fingerprint(str(setup["clip"]), UpscaleOptions(checkpoint=str(own))) == fp
+
+
+def test_other_code_changes_the_fingerprint_and_a_copy_of_the_same_code_does_not(setup, tmp_path, monkeypatch):
+    """The source digest: a copy of the package elsewhere (another install) digests the same, touching a file
+    keeps it, and a changed byte in any module or a new module changes it, and with it the fingerprint."""
+    import shutil
+
+    pkg = Path(resume.__file__).resolve().parent
+    copy = tmp_path / "copy"
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
+    assert resume.code_digest(str(copy)) == resume.code_digest()
+    mod = copy / "motion.py"
+    st = os.stat(mod)
+    os.utime(mod, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    resume.code_digest.cache_clear()
+    assert resume.code_digest(str(copy)) == resume.code_digest()
+    mod.write_bytes(mod.read_bytes() + b"# one more comment\n")
+    resume.code_digest.cache_clear()  # it is computed once per process and root
+    changed = resume.code_digest(str(copy))
+    assert changed != resume.code_digest()
+    mod.write_bytes(mod.read_bytes()[: -len(b"# one more comment\n")])
+    (copy / "video" / "extra.py").write_text("X = 1\n")
+    resume.code_digest.cache_clear()
+    assert resume.code_digest(str(copy)) not in (resume.code_digest(), changed)
+    o, clip = UpscaleOptions(checkpoint=str(setup["ckpt"])), str(setup["clip"])
+    fp = resume.fingerprint(clip, o)
+    monkeypatch.setattr(resume, "code_digest", lambda: "other code")
+    assert resume.fingerprint(clip, o) != fp

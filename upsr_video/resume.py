@@ -4,8 +4,10 @@ A part made by an earlier run is reused only when everything that shapes its fra
 (size and modification time), the output-changing options, the checkpoint's content (a SHA-256 of its bytes, so
 a reinstall that only touches the file keeps its parts, while any change of weights or config discards them),
 the calibration table the plan reads (the checkpoint's own `info.start_steps` or the shipped
-`upsr_video/data/start_steps.json`) and the package version (an upgrade may change any of the code between).
-The checkpoint's hash is cached per (path, size, mtime) within a process: a batch of many videos hashes it once.
+`upsr_video/data/start_steps.json`), the package version, and a digest of the package's source (the version
+string is not bumped for every change that alters frames, and a development install never bumps it: work made
+by other code is never mixed into a file). The checkpoint's hash is cached per (path, size, mtime) within a
+process: a batch of many videos hashes it once.
 """
 from __future__ import annotations
 
@@ -26,6 +28,17 @@ def package_version() -> str:
         return version("upsr-video")
     except (ImportError, PackageNotFoundError):
         return "unknown"
+
+
+@lru_cache(maxsize=4)
+def code_digest(root: Optional[str] = None) -> str:
+    """SHA-256 over the Python sources under `root` (default: this package), their relative paths and bytes in
+    sorted order: the same code anywhere, installed or checked out, gives the same digest. Once per process."""
+    base = Path(root) if root else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(base.rglob("*.py")):
+        h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 @lru_cache(maxsize=64)
@@ -95,5 +108,6 @@ def fingerprint(input_path: str, opts) -> str:
         "checkpoint": checkpoint_identity(opts.checkpoint),
         "calibration": calibration_table(opts.checkpoint),
         "version": package_version(),
+        "code": code_digest(),
     }
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:20]
