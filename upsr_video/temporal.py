@@ -181,7 +181,7 @@ class TemporalUPSR:
             if age >= a * W and (age - a * W) % (2 * W) == 0:  # sum a restarts with this frame
                 self._sums[a] = self._starts[a] = None
             elif motion is not None:
-                S = motion.back(self._sums[a])  # a new channels-last tensor
+                S = motion.back(self._sums[a]).contiguous(memory_format=torch.channels_last)  # new (a no-op on the CPU)
                 if rows is None:
                     rows = motion.disoccluded.view(-1).nonzero().squeeze(1)
                 if rows.numel():  # this frame's map, at the weight of the frames in the sum, which the new one joins
