@@ -122,7 +122,8 @@ def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> di
     h, w = size
     gen = torch.Generator().manual_seed(0)
     dev = lr[0].device
-    sums = [torch.rand(1, 4, h, w, generator=gen).contiguous(memory_format=torch.channels_last).to(dev) for _ in range(2)]
+    sums = [torch.rand(1, 4, h, w, generator=gen).contiguous(memory_format=torch.channels_last).to(dev)
+            for _ in range(2)]
     prev = (torch.rand(1, 3, h, w, generator=gen) * 2 - 1).to(dev)
     particles = mo.NoiseParticles.fresh(torch.randn(1, 6, h, w, generator=gen).to(dev))
     for _ in range(repeats):

@@ -190,9 +190,10 @@ def test_motion_back_is_the_backward_warp_along_bw():
         assert float((first - ref)[inner].abs().mean()) < 0.01
         # every memory layout gives the same values as the plain HxWxC remap: channels-last (one HxWxC remap), and
         # contiguous or a crop of a padded map (as the sampler's output comes; plane by plane up to 4 channels)
-        hwc = torch.from_numpy(cv2.remap(np.ascontiguousarray(img[0].permute(1, 2, 0).numpy()), mo.sampling_map(bw), None,
-                                         interpolation={"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode],
-                                         borderMode=cv2.BORDER_REPLICATE)).permute(2, 0, 1)[None]
+        interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}[mode]
+        src = np.ascontiguousarray(img[0].permute(1, 2, 0).numpy())
+        hwc = cv2.remap(src, mo.sampling_map(bw), None, interpolation=interp, borderMode=cv2.BORDER_REPLICATE)
+        hwc = torch.from_numpy(hwc).permute(2, 0, 1)[None]
         padded = torch.zeros(1, img.shape[1], h + 3, w + 5)
         padded[..., :h, :w] = img
         for layout in (img.contiguous(memory_format=torch.channels_last), img.contiguous(), padded[..., :h, :w]):

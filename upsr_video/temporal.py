@@ -49,7 +49,7 @@ MODES = ("independent", "shared", "flow", "recurrent", "flow-recurrent")
 @dataclass(frozen=True)
 class TemporalOptions:
     mode: str = "flow-recurrent"  # one of MODES; the default-mode rule's choice on held-out clips (README)
-    window: int = 4  # |psi| smoothing: at least this many past frames (at most 2 window - 1) averaged with the current one
+    window: int = 4  # |psi| smoothing: window to 2 window - 1 past frames averaged with the current one
     decay: float = 0.6
     seed: int = 0
     anchor: float = 0.5  # recurrent modes: weight of the warped previous output in the start anchor
