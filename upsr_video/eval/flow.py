@@ -85,8 +85,8 @@ def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     if img.shape[:2] != (h, w):
         raise ValueError(f"image {img.shape[:2]} and flow {flow.shape[:2]} sizes differ")
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    mx = gx + flow[..., 0].astype(np.float32)
-    my = gy + flow[..., 1].astype(np.float32)
+    mx = gx + flow[..., 0].astype(np.float32, copy=False)
+    my = gy + flow[..., 1].astype(np.float32, copy=False)
     src = img.astype(np.float32) if img.dtype == np.float64 else img
     out = cv2.remap(src, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if out.ndim == 2 and img.ndim == 3:  # cv2 drops a trailing singleton channel
@@ -116,8 +116,8 @@ def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray, boundary: bool = Tr
     """
     if flow_fw.shape != flow_bw.shape or flow_fw.ndim != 3 or flow_fw.shape[2] != 2:
         raise ValueError(f"flows must both be HxWx2, got {flow_fw.shape} and {flow_bw.shape}")
-    f = flow_fw.astype(np.float32)
-    bw = warp(flow_bw.astype(np.float32), f)
+    f = flow_fw.astype(np.float32, copy=False)  # read only below
+    bw = warp(flow_bw.astype(np.float32, copy=False), f)
     inconsistent = _sq(f + bw) > 0.01 * (_sq(f) + _sq(bw)) + 0.5
     if not boundary:
         return inconsistent
