@@ -2,9 +2,11 @@
 output) against the model's own time (g and the sampler), measured in the same runs.
 
     python benchmarks/temporal_cost.py [--checkpoint CKPT] [--frames 41] [--threads 1] [--batch 1] [--json out.json]
+        [--clip FOLDER_OR_VIDEO --scale F]
 
 Runs every `--temporal` mode over the LR frames of Vid4 calendar (`../shared/data/vid4/calendar_BDx4`, 180x144,
-x4 to 720x576) as `upscale` runs them (the checkpoint's calibrated start step, `--batch` frames per push, as
+x4 to 720x576; or the first --frames of --clip, up-scaled by --scale: `--clip ../shared/data/video/cockatoo.mp4
+--scale 1.5 --frames 25` is 720p -> 1080p) as `upscale` runs them (the checkpoint's calibrated start step, `--batch` frames per push, as
 `upscale --batch-size`), and prints per mode the median milliseconds per frame of flow, warp and model (a push's
 over its frames), the share (flow + warp) / model of the medians, and the wall time per frame. Flow is the time
 the frame loop waits for it: on a CPU, as here, the flows are estimated in the loop (on a GPU they run on threads
@@ -44,6 +46,8 @@ CLIP = REPO.parent / "shared/data/vid4/calendar_BDx4"
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=str(default_checkpoint_path()))
+    ap.add_argument("--clip", default=str(CLIP), help="LR frames: a folder of images or a video (default: Vid4 calendar)")
+    ap.add_argument("--scale", type=float, default=4.0, help="output size over the clip's (1.5: a 720p clip to 1080p)")
     ap.add_argument("--frames", type=int, default=41)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--threads", type=int, default=1)
@@ -58,11 +62,12 @@ def main(argv=None) -> int:
     use_threads(a.threads)  # torch and OpenCV, as `upscale --threads`
     spec, pipe = load_pipeline(a.checkpoint, device=a.device)
     sync = torch.cuda.synchronize if torch.device(pipe.device).type == "cuda" else (lambda: None)
-    frames = read_frames(CLIP, a.frames)
+    frames = read_frames(a.clip, a.frames)
     lr = [to_tensor(f).to(pipe.device) for f in frames]
-    size = (frames[0].shape[0] * 4, frames[0].shape[1] * 4)
-    start = resolve_start(spec, 4.0, "auto")
-    res = {"checkpoint": Path(a.checkpoint).name, "device": str(pipe.device), "size": size, "start_step": start, "threads": a.threads,
+    size = (round(frames[0].shape[0] * a.scale), round(frames[0].shape[1] * a.scale))
+    start = resolve_start(spec, a.scale, "auto")
+    res = {"checkpoint": Path(a.checkpoint).name, "clip": Path(a.clip).name, "device": str(pipe.device), "size": size,
+           "start_step": start, "threads": a.threads,
            "batch": a.batch, "flow_threads": a.flow_threads, "modes": {}}
     print(f"{Path(a.checkpoint).name}: {len(lr)} frames {frames[0].shape[1]}x{frames[0].shape[0]} -> {size[1]}x{size[0]}, "
           f"start step {start}, {a.threads} thread(s), batch {a.batch}")
