@@ -241,10 +241,11 @@ def test_a_worker_computes_with_its_threads_in_torch_and_opencv(tmp_path):
 
     from pipelines.actors import UpscaleWorker
 
+    ckpt = str(tiny_checkpoint(tmp_path / "tiny.safetensors"))
     before = torch.get_num_threads(), cv2.getNumThreads()
     try:
         for n in (1, 2):
-            w = UpscaleWorker(str(tiny_checkpoint(tmp_path / "tiny.safetensors")), "cpu", threads=n)
+            w = UpscaleWorker(ckpt, "cpu", threads=n)
             assert (w.info()["threads"], torch.get_num_threads(), cv2.getNumThreads()) == (n, n, n)
     finally:
         torch.set_num_threads(before[0])

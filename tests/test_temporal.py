@@ -207,12 +207,11 @@ def test_flow_noise_moves_with_the_content_and_shared_noise_sticks():
 
 
 def _translation(h, w, dx):
-    from upsr_video.motion import Motion
+    from test_motion import _motion
 
     fw = torch.zeros(1, 2, h, w)
     fw[:, 0] = dx
-    none = torch.zeros(1, 1, h, w, dtype=torch.bool)
-    return Motion(fw=fw, bw=-fw, occluded=none, disoccluded=none, reliable=~none)
+    return _motion(fw, -fw)
 
 
 def test_flow_noise_depends_on_a_bounded_past_and_crossfades_smoothly():
