@@ -5,7 +5,7 @@ achieved TFLOP/s of upsr-large.
     python benchmarks/video_throughput.py [--cases realshort_x4,720p_1080p,270p_1080p,720p_4k]
         [--batches 1,4] [--repeats 2] [--threads 1] [--frames 8] [--json out.json]
     python benchmarks/video_throughput.py --cases realshort_x4,720p_1080p --batches 1 --temporal shared \
-        --baseline-rev 62aae39 --repeats 3 --threads 1     # batch 1 against the sequential loop before batching
+        --baseline-rev 62aae39 --baseline-batch 8 --repeats 3 --threads 1  # batch 1 against the sequential loop before batching
     python benchmarks/video_throughput.py --gpu --out FOLDER   # on a CUDA machine, at most ~8 minutes
 
 CPU cases (the bundled default checkpoint, `--steps auto`, fp32, the real CLI path `upscale.upscale_video`:
@@ -15,7 +15,9 @@ shared data (never committed):
 * realshort_x4: ../shared/data/video/realshort.mp4 (320x240, 36 frames) at --scale 4 (1280x960), all frames;
 * 720p_1080p: the first --frames frames of cockatoo.mp4 (1280x720) to --target 1080p;
 * 270p_1080p: the first --frames frames of bikes.mp4 scaled to 480x270, to --target 1080p (x4);
-* 720p_4k: the first --frames4k frames of cockatoo.mp4 to --target 4k (tiled).
+* 720p_4k: the first --frames4k frames of cockatoo.mp4 to --target 4k (tiled);
+* 720p_1080p_segments: the first --frames-long frames of cockatoo.mp4 to --target 1080p in segments of 10 frames
+  (not in the default cases: its peak RSS shows whether memory grows over a long run).
 
 Every (case, batch, repeat) runs in its own interpreter (this script with `--one`) so its peak RSS
 (ru_maxrss) is its own. Reported per case and batch: the median over repeats of seconds per frame (wall, all
@@ -24,7 +26,8 @@ TemporalUPSR.push_batch) and of the outside-model share 1 - model / wall; the ra
 per frame to batch 1's, measured in the same run. The clips are encoded here with libx264 CRF 12.
 With --baseline-rev, the package as it was at that revision (a temporary git worktree; 62aae39 is the last
 one with frames going one at a time through the model and no decode/encode threads) runs the same clips
-and options, interleaved with the rows, and batch 1's wall time per frame is reported against its median.
+and options with --baseline-batch (default 1; give 8 for 62aae39, whose batch size was its decode batch),
+interleaved with the rows, and batch 1's wall time per frame and peak RSS are reported against its medians.
 
 --gpu (CUDA only) writes gpu_throughput.json into --out and prints: (a) model frames/s at 480p -> 1080p
 (854x480 -> 1920x1080) for the bundled default and upsr-large (random weights), batch 1/4/8, bf16 and fp32
@@ -60,6 +63,8 @@ CASES = {  # name: (source, LR size (None: as is), frames (None: all; "frames"/"
     "720p_1080p": ("cockatoo.mp4", None, "frames", {"target": "1080p"}),
     "270p_1080p": ("bikes.mp4", (480, 270), "frames", {"target": "1080p"}),
     "720p_4k": ("cockatoo.mp4", None, "frames4k", {"target": "4k"}),
+    # a long run of many segments in one process (the local path), for the memory it keeps over time
+    "720p_1080p_segments": ("cockatoo.mp4", None, "frames_long", {"target": "1080p", "segment_frames": 10}),
 }
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
                     "RTX 4090": 165.0, "RTX 3090": 71.0}  # dense bf16 tensor-core peaks from the vendors' sheets
@@ -128,9 +133,11 @@ def run_one(cfg: dict) -> int:
             calls.append((t, time.perf_counter()))
 
     TemporalUPSR.push_batch = timed_push
-    opts = UpscaleOptions(**cfg["options"], batch_size=cfg["batch"], threads=cfg.get("threads") or 0)
+    options = dict(cfg["options"])
+    segment_frames = options.pop("segment_frames", None)
+    opts = UpscaleOptions(**options, batch_size=cfg["batch"], threads=cfg.get("threads") or 0)
     t0 = time.perf_counter()
-    s = upscale_video(cfg["clip"], cfg["out"], opts, overwrite=True)
+    s = upscale_video(cfg["clip"], cfg["out"], opts, overwrite=True, segment_frames=segment_frames)
     t1 = time.perf_counter()
     print(json.dumps({"frames": s["frames"], "seconds": s["seconds"], "model_seconds": s["model_seconds"],
                       "before_first_batch_s": calls[0][0] - t0, "after_last_batch_s": t1 - calls[-1][1],
@@ -167,7 +174,7 @@ def cpu_mode(args) -> dict:
               "repeats": args.repeats}
     for case in cases:
         src, size, frames, options = CASES[case]
-        frames = {"frames": args.frames, "frames4k": args.frames4k}.get(frames, frames)
+        frames = {"frames": args.frames, "frames4k": args.frames4k, "frames_long": args.frames_long}.get(frames, frames)
         clip = make_clip(SHARED / src, tmp / f"{case}.mp4", size, frames) if (size or frames) else SHARED / src
         from upsr_video.video import probe
 
@@ -185,14 +192,15 @@ def cpu_mode(args) -> dict:
                                              f"{100 * (1 - rec['model_seconds'] / rec['seconds']):.2f}%")
                 print(f"  {case} batch {b} run {rep + 1}: {state}", flush=True)
             if baseline:  # the old code on the same clip with the same options (its batch_size: decoded frames)
-                rec = launch({"clip": str(clip), "out": str(tmp / f"{case}_base.mp4"), "batch": 8,
+                rec = launch({"clip": str(clip), "out": str(tmp / f"{case}_base.mp4"), "batch": args.baseline_batch,
                               "options": options, "threads": args.threads, "code": str(baseline)})
                 base_runs.append(rec)
                 state = rec.get("error") or f"{rec['seconds'] / rec['frames']:.3f} s/frame"
                 print(f"  {case} baseline {args.baseline_rev} run {rep + 1}: {state}", flush=True)
         result["cases"][case] = {str(b): runs[b] for b in case_batches}
         if baseline:
-            result.setdefault("baseline", {"rev": args.baseline_rev, "cases": {}})["cases"][case] = base_runs
+            result.setdefault("baseline", {"rev": args.baseline_rev, "batch": args.baseline_batch,
+                                           "cases": {}})["cases"][case] = base_runs
     if baseline:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(baseline)], capture_output=True)
     return result
@@ -243,17 +251,21 @@ def cpu_report(result: dict) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
     base = result.get("baseline")
     if base:
-        print(f"\nbaseline: the package at {base['rev']} (decode batches of 8, frames one at a time through the "
-              f"model, no decode/encode threads), same clip and options, runs interleaved with the rows above:")
+        print(f"\nbaseline: the package at {base['rev']} (batch size {base['batch']}), same clip and options, runs "
+              f"interleaved with the rows above:")
         for case, runs in base["cases"].items():
             ok = [r for r in runs if "error" not in r]
             if not ok or "1" not in result["medians"].get(case, {}):
                 print(f"  {case}: " + (runs[0].get("error", "no batch-1 row") if runs else "no runs"))
                 continue
             wall = statistics.median(r["seconds"] / r["frames"] for r in ok)
+            rss = statistics.median(r["maxrss_mib"] for r in ok)
             now = result["medians"][case]["1"]["s_per_frame"]
-            base["cases"][case] = {"runs": runs, "s_per_frame": wall, "batch1_vs_baseline": now / wall}
-            print(f"  {case}: baseline {wall:.3f} s/frame, batch 1 now {now:.3f} s/frame = {now / wall:.3f}x")
+            now_rss = statistics.median(r["maxrss_mib"] for r in result["cases"][case]["1"] if "error" not in r)
+            base["cases"][case] = {"runs": runs, "s_per_frame": wall, "batch1_vs_baseline": now / wall,
+                                   "peak_rss_mib": rss, "batch1_rss_vs_baseline": now_rss / rss}
+            print(f"  {case}: baseline {wall:.3f} s/frame, batch 1 now {now:.3f} s/frame = {now / wall:.3f}x; "
+                  f"peak RSS (median) {rss:,.0f} MiB, now {now_rss:,.0f} MiB = {now_rss / rss:.3f}x")
     print(f"(medians over {result['repeats']} runs per row; torch threads {result['threads']}; wall = the whole "
           f"`upscale` run incl. model load, scene cuts and mux; model = time inside TemporalUPSR.push_batch; the "
           f"time outside it split into: before the first model batch (probe, cuts, model load, first decode), "
@@ -375,6 +387,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--frames", type=int, default=8, help="frames of the 720p and 270p clips")
     ap.add_argument("--frames4k", type=int, default=2, help="frames of the 720p -> 4K clip")
+    ap.add_argument("--frames-long", type=int, default=80, help="frames of the 720p_1080p_segments clip")
     ap.add_argument("--json", default=None, help="also write the numbers here")
     ap.add_argument("--gpu", action="store_true", help="the CUDA measurements (see the module docstring)")
     ap.add_argument("--out", default=None, help="--gpu: folder for gpu_throughput.json")
@@ -387,6 +400,7 @@ def main(argv=None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=None, help="--gpu: dense bf16 peak of this GPU")
     ap.add_argument("--baseline-rev", default=None,
                     help="also run the package as it was at this git revision (batch-1 speed against it)")
+    ap.add_argument("--baseline-batch", type=int, default=1, help="--baseline-rev's batch size (8 for 62aae39)")
     ap.add_argument("--temporal", default=None, help="--temporal of every run (default: the package's default)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -251,3 +251,58 @@ def test_a_part_failing_while_the_next_segment_computes_fails_the_run_and_resume
     s = upscale_video(str(src), str(out), o, segment_frames=4)
     assert s["segments_reused"] == 2 and s["frames_computed"] == 4
     assert out.read_bytes() == ref.read_bytes()
+
+
+_HEAP_PROBE = r"""
+import ctypes, json, os, sys
+sys.path.insert(0, os.getcwd())
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+libc.mallinfo2.restype = MallInfo2
+applied = None
+if sys.argv[1] == "load":
+    from upsr_video.process import load_for_run
+    load_for_run(None, "cpu")
+    applied = True
+size, count = 16 << 20, 8  # 128 MB in blocks of 16 MB: more than the heap has free after loading
+before = libc.mallinfo2()
+blocks = [libc.malloc(size) for _ in range(count)]
+during = libc.mallinfo2()
+for b in blocks:
+    libc.free(b)
+after = libc.mallinfo2()
+print(json.dumps({"mapped": during.hblkhd - before.hblkhd, "trimmed": during.arena - after.arena}))
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_a_process_that_loads_the_model_keeps_freed_memory_for_the_next_frame():
+    """After load_for_run a 16 MB block (a frame's temporary at 720p) comes from the heap and stays there when
+    freed, ready for the next frame; under glibc's defaults it is mapped and unmapped, page-faulted in anew
+    every time. A MALLOC_*_ variable the user set is left to stand."""
+    import json
+    import subprocess
+    import sys
+
+    from upsr_video.process import _MALLOPT
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
+
+    def probe(how: str, extra: dict = {}) -> dict:
+        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, how], env={**env, **extra}, capture_output=True,
+                             text=True, check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    plain = probe("bare")
+    assert plain["mapped"] >= 8 * 16 << 20, plain
+    tuned = probe("load")
+    assert tuned == {"mapped": 0, "trimmed": 0}
+    for _, value, var in _MALLOPT:  # any one of the user's settings: none of ours is applied
+        user = probe("load", {var: str(value)})
+        assert user["mapped"] > 0 or user["trimmed"] > 0, (var, user)

@@ -8,8 +8,10 @@ runs it once over the whole video; the Ray pipelines run it on actors over many 
 from __future__ import annotations
 
 import bisect
+import ctypes
 import json
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -115,9 +117,39 @@ def resolve_batch_size(batch_size: int, device: str) -> int:
     return 4 if torch.device(device).type == "cuda" else 1
 
 
+# glibc's malloc settings for a process that runs the model (mallopt parameters and values; see tune_allocator)
+_MALLOPT = (
+    (-3, 32 << 20, "MALLOC_MMAP_THRESHOLD_"),  # M_MMAP_THRESHOLD: blocks under 32 MB (glibc's cap) from the heap
+    (-2, 64 << 20, "MALLOC_TOP_PAD_"),  # M_TOP_PAD: grow the heap 64 MB at a time
+    (-1, 1 << 30, "MALLOC_TRIM_THRESHOLD_"),  # M_TRIM_THRESHOLD: give freed heap back only above 1 GB
+)
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory for the next frame instead of returning it to the OS (glibc only; True if applied).
+
+    Each output frame allocates and frees the same few tens of MB-sized temporaries (at 1080p the noise
+    transport's rows alone are 66 MB). Under glibc's defaults the heap is trimmed and large blocks are mapped
+    and unmapped again, so every frame page-faults them in anew: at 720p -> 1080p on two CPU threads the
+    default temporal mode spends ~13% of its wall time on that (reports/HISTORY.md, "The temporal path's
+    cost"). All three settings go together: setting any one switches off glibc's adaptive mmap threshold,
+    which alone is much slower. The price is up to 1 GB of freed heap kept per process. Skipped where the
+    user set any of the matching MALLOC_*_ variables (their choice stands) and on other C libraries."""
+    if platform.libc_ver()[0] != "glibc" or any(env in os.environ for _, _, env in _MALLOPT):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return all([mallopt(param, value) == 1 for param, value, _ in _MALLOPT])
+
+
 def load_for_run(checkpoint: Optional[str], device: str, compile: bool = False):
     """(spec, pipeline) ready for `process_segment` on `device`: on CUDA the networks use the channels-last
-    layout (what cuDNN's tensor-core convolutions run on); `compile` wraps them in torch.compile."""
+    layout (what cuDNN's tensor-core convolutions run on); `compile` wraps them in torch.compile. The process's
+    allocator is tuned for frame after frame (tune_allocator)."""
+    tune_allocator()
     spec, pipe = load_pipeline(checkpoint, device=device)
     pipe.optimize(channels_last=torch.device(device).type == "cuda", compile=compile)
     return spec, pipe
