@@ -16,7 +16,10 @@ taken over the frames after them, where every chain is running: the steady state
 
 `--parts` then times the pieces alone on the same pairs (medians over --repeats passes): the two DIS calls and the
 rest of `motion.estimate`, the flows' resize to the output, one noise transport (both chains' 6 channels), and the warps along the backward flow (the two running sums of
-|psi|, 4 channels each, bilinear; the previous output, 3 channels bicubic).
+|psi|, 4 channels each, bilinear; the previous output, 3 channels bicubic); and, not a time, the median share of
+the output's pixels whose noise the transport draws afresh each frame (disoccluded or reached by no sample; there
+the noise does not follow the content). The particles there are never reborn, unlike a chain's every
+2 x noise_period frames, so the sub-pixel offsets accumulate for the whole run.
 """
 from __future__ import annotations
 
@@ -103,15 +106,18 @@ def main(argv=None) -> int:
     res["flow_alone_ms"] = statistics.median(alone)
     print(f"flow estimated alone, frame after frame (the same pairs): {res['flow_alone_ms']:.1f} ms per frame")
     if a.parts:
-        res["parts_ms"] = parts(lr, size, warm, a.repeats, sync)
+        res["parts_ms"], res["fresh_noise_share"] = parts(lr, size, warm, a.repeats, sync)
         print("pieces alone (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in res["parts_ms"].items()))
+        print(f"noise drawn afresh per frame (median share of the output's pixels): {res['fresh_noise_share']:.3f}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     return 0
 
 
-def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> dict:
-    """Median milliseconds of the temporal modes' pieces, each timed alone on the pairs from `first` on."""
+def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> tuple[dict, float]:
+    """Median milliseconds of the temporal modes' pieces, each timed alone on the pairs from `first` on, and the
+    median share of the output's pixels whose noise the transport draws afresh (so it does not follow the
+    content there: disoccluded, or reached by no sample)."""
     import cv2
 
     from upsr_video.eval.flow import dis_flow
@@ -132,6 +138,12 @@ def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> di
             for _ in range(2)]
     prev = (torch.rand(1, 3, h, w, generator=gen) * 2 - 1).to(dev)
     particles = mo.NoiseParticles.fresh(torch.randn(1, 6, h, w, generator=gen).to(dev))
+    shares = []  # of the output's pixels that take fresh noise per transport: disoccluded or reached by no sample
+
+    def fresh(k: int):
+        shares.append(k / (h * w))
+        return torch.randn(6, k, generator=gen).to(dev)
+
     for _ in range(repeats):
         for i in range(first, len(lr)):
             grey = [cv2.cvtColor(mo._rgb(x), cv2.COLOR_RGB2GRAY) for x in (lr[i - 1], lr[i])]
@@ -140,14 +152,13 @@ def parts(lr: list, size: tuple[int, int], first: int, repeats: int, sync) -> di
             bw = timed("DIS backward", lambda: dis_flow(grey[1], grey[0], level))
             m = timed("estimate", lambda: mo.estimate(lr[i - 1], lr[i], size))
             timed("flows to the output size", lambda: mo.up_flows([fw, bw], size))
-            particles = timed("noise transport (6 channels)",
-                              lambda: mo.transport(particles, m, lambda k: torch.randn(6, k, generator=gen).to(dev)))
+            particles = timed("noise transport (6 channels)", lambda: mo.transport(particles, m, fresh))
             timed("|psi| sums warp (2 x 4 channels, bilinear)", lambda: [m.back(x) for x in sums])
             timed("anchor warp (3 channels, bicubic)", lambda: m.back(prev, mode="bicubic"))
     med = {k: statistics.median(v) for k, v in times.items()}
     dis = [a + b for a, b in zip(times["DIS forward"], times["DIS backward"])]
     med["estimate minus the DIS pair (medians)"] = med["estimate"] - statistics.median(dis)
-    return med
+    return med, statistics.median(shares)
 
 
 if __name__ == "__main__":
