@@ -1,11 +1,19 @@
 """Model batches and overlapped decode/encode (issue 13): batched output equals frame-by-frame output within
 float tolerance, segments are bit-identical to a whole run at any batch size, tiles of a frame go through the
 denoiser together, worker-thread failures end a run with their own error (no hang, no output), queues stay
-bounded, scene cuts come from the cheap thumbnail pass, and a decord reader is reused across ranges."""
+bounded, scene cuts come from the cheap thumbnail pass, a decord reader is reused across ranges, and a process
+that runs the model keeps freed memory for the next frame."""
 from __future__ import annotations
 
+import json
+import os
+import platform
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -14,7 +22,8 @@ import torch
 import videogen
 from test_upscale_cli import decode, opts, tiny_ckpt  # noqa: F401  (fixture)
 from upsr_video.overlap import Drain, Prefetch
-from upsr_video.process import (Plan, UpscaleError, process_segment, resolve_batch_size, resolve_precision)
+from upsr_video.process import (_MALLOPT, Plan, UpscaleError, process_segment, resolve_batch_size,
+                                resolve_precision)
 
 BIKES = videogen.VIDEOS / "bikes.mp4"
 COCKATOO = videogen.VIDEOS / "cockatoo.mp4"
@@ -265,11 +274,9 @@ libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
 libc.free.argtypes = (ctypes.c_void_p,)
 libc.mallinfo2.restype = MallInfo2
-applied = None
 if sys.argv[1] == "load":
     from upsr_video.process import load_for_run
     load_for_run(None, "cpu")
-    applied = True
 size, count = 16 << 20, 8  # 128 MB in blocks of 16 MB: more than the heap has free after loading
 before = libc.mallinfo2()
 blocks = [libc.malloc(size) for _ in range(count)]
@@ -281,22 +288,16 @@ print(json.dumps({"mapped": during.hblkhd - before.hblkhd, "trimmed": during.are
 """
 
 
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 def test_a_process_that_loads_the_model_keeps_freed_memory_for_the_next_frame():
     """After load_for_run a 16 MB block (a frame's temporary at 720p) comes from the heap and stays there when
     freed, ready for the next frame; under glibc's defaults it is mapped and unmapped, page-faulted in anew
     every time. A MALLOC_*_ variable the user set is left to stand."""
-    import json
-    import subprocess
-    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
 
-    from upsr_video.process import _MALLOPT
-
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
-
-    def probe(how: str, extra: dict = {}) -> dict:
-        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, how], env={**env, **extra}, capture_output=True,
-                             text=True, check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    def probe(how: str, extra: Optional[dict] = None) -> dict:
+        out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, how], env={**env, **(extra or {})},
+                             capture_output=True, text=True, check=True, cwd=str(Path(__file__).parents[1]))
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     plain = probe("bare")
