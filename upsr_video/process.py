@@ -130,10 +130,11 @@ def tune_allocator() -> bool:
 
     Each output frame allocates and frees the same few tens of MB-sized temporaries (at 1080p the noise
     transport's rows alone are 66 MB). Under glibc's defaults the heap is trimmed and large blocks are mapped
-    and unmapped again, so every frame page-faults them in anew: `upscale` on two CPU threads took 1.13-1.14x the
-    time per frame at 720p -> 1080p and 720p -> 4K (README, "Throughput"). All three settings go together: setting any one switches off glibc's adaptive mmap threshold,
-    which alone is much slower. The price is up to 1 GB of freed heap kept per process. Skipped where the
-    user set any of the matching MALLOC_*_ variables (their choice stands) and on other C libraries."""
+    and unmapped again, so every frame page-faults them in anew: `upscale` on two CPU threads took 1.13-1.14x
+    the time per frame at 720p -> 1080p and 720p -> 4K (README, "Throughput"). All three settings go together:
+    setting any one switches off glibc's adaptive mmap threshold, which alone is much slower. The price is up
+    to 1 GB of freed heap kept per process. Skipped where the user set any of the matching MALLOC_*_ variables
+    (their choice stands) and on other C libraries."""
     if platform.libc_ver()[0] != "glibc" or any(env in os.environ for _, _, env in _MALLOPT):
         return False
     try:
