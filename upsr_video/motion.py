@@ -272,7 +272,9 @@ def transport(p: NoiseParticles, motion: Motion, fresh: Callable[[int], Tensor])
     ok = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & ~motion.occluded.view(-1)
     tidx = torch.where(ok, ty * w + tx, n)
     bits = n.bit_length()  # key = rank << bits | source index: the index comes back with a mask, not a modulo
-    dist = off.square().sum(1)  # <= 0.5, so the rank stays under 2**19 and the key under 2**(19 + bits)
+    # <= 0.5, so the rank stays under 2**19 and the key under 2**(19 + bits); written out, as sum(1) over two
+    # columns is 3x slower (the same bits)
+    dist = off[:, 0] * off[:, 0] + off[:, 1] * off[:, 1]
     key = dist.mul_(2**20).long().bitwise_left_shift_(bits).bitwise_or_(_indices(n, dev))
     none = torch.iinfo(torch.long).max
     best = torch.full((n + 1,), none, device=dev, dtype=torch.long)
