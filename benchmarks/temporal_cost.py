@@ -35,10 +35,10 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from upsr_video.checkpoint import default_checkpoint_path, load_pipeline  # noqa: E402
+from upsr_video.checkpoint import default_checkpoint_path  # noqa: E402
 from upsr_video.eval.compare import read_frames  # noqa: E402
 from upsr_video.eval.sr_bench import to_tensor  # noqa: E402
-from upsr_video.process import tune_allocator, use_threads  # noqa: E402
+from upsr_video.process import load_for_run, use_threads  # noqa: E402
 from upsr_video.startstep import resolve_start  # noqa: E402
 from upsr_video import motion as mo  # noqa: E402
 from upsr_video.temporal import MODES, TemporalOptions, TemporalUPSR  # noqa: E402
@@ -63,8 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     use_threads(a.threads)  # torch and OpenCV, as `upscale --threads`
-    tune_allocator()  # as upscale's processes (process.load_for_run)
-    spec, pipe = load_pipeline(a.checkpoint, device=a.device)
+    spec, pipe = load_for_run(a.checkpoint, a.device)  # as upscale's processes: allocator, layout on CUDA
     sync = torch.cuda.synchronize if torch.device(pipe.device).type == "cuda" else (lambda: None)
     frames = read_frames(a.clip, a.frames)
     lr = [to_tensor(f).to(pipe.device) for f in frames]
