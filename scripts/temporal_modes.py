@@ -9,11 +9,11 @@ amplified difference between each frame and its motion-compensated predecessor) 
 
 `--data holdout` runs the same table on the training pool's held-out images made into clips of known motion
 (upsr_video.eval.motion_clips: pans of 0.25-3 LR px per frame and a sprite crossing against them, same BDx4
-degradation) and applies the default-mode rule (`choose`); Vid4 and bikes only report. `--anchor 0.3,0.5,0.7`
+degradation) and applies the default-mode rule (`choose`); Vid4 and bikes only report. `--anchor 0.3,0.4,0.5,0.7`
 sweeps the anchoring strength of the recurrent modes.
 
     python scripts/temporal_modes.py --checkpoint checkpoints/upsr-small-video.safetensors
-    python scripts/temporal_modes.py --data holdout --anchor 0.3,0.5,0.7 --checkpoint checkpoints/upsr-small-video.safetensors
+    python scripts/temporal_modes.py --data holdout --anchor 0.3,0.4,0.5,0.7 --checkpoint checkpoints/upsr-small-video.safetensors
     python scripts/temporal_modes.py --flow-presets   # the flow estimator's accuracy/cost measurement only
 """
 from __future__ import annotations
