@@ -44,11 +44,18 @@ PANS = [(2.6, 0.8), (-1.3, 1.7), (4.4, 0.0), (0.4, -0.6)]  # LR px per frame (th
 
 
 def pan_clip(image: np.ndarray, size: tuple[int, int], pan: tuple[float, float], frames: int) -> list[np.ndarray]:
-    """uint8 frames of `size` (H, W): frame t(x) = blurred image(x + origin + t * pan)."""
+    """uint8 frames of `size` (H, W): frame t(x) = blurred image(x + origin + t * pan). Raises ValueError when the
+    path leaves the image (warpAffine would fill the rest with black, where no flow is defined)."""
+    ox, oy = 40 + abs(pan[0]) * 4, 40 + abs(pan[1]) * 4
+    xs = [ox + pan[0] * t for t in (0, frames - 1)]
+    ys = [oy + pan[1] * t for t in (0, frames - 1)]
+    if min(xs) < 0 or min(ys) < 0 or max(xs) + size[1] + 2 > image.shape[1] or max(ys) + size[0] + 2 > image.shape[0]:
+        raise ValueError(f"a {image.shape[1]}x{image.shape[0]} image is too small for {frames} frames of "
+                         f"{size[1]}x{size[0]} panned by {pan} px per frame")
     soft = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.7)
     out = []
     for t in range(frames):
-        m = np.float32([[1, 0, 40 + abs(pan[0]) * 4 + pan[0] * t], [0, 1, 40 + abs(pan[1]) * 4 + pan[1] * t]])
+        m = np.float32([[1, 0, ox + pan[0] * t], [0, 1, oy + pan[1] * t]])
         f = cv2.warpAffine(soft, m, (size[1], size[0]), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
         out.append(np.clip(f, 0, 255).round().astype(np.uint8))
     return out
@@ -135,6 +142,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     image = holdout_images()[IMAGE]
     levels = [int(x) for x in a.levels.split(",")]
+    try:
+        for pan in PANS:
+            pan_clip(image, a.lr_size, pan, max(4, a.frames))
+    except ValueError as e:
+        ap.error(str(e))
     cv2.setNumThreads(1)
     print(f"FLOW_PIXELS = {mo.FLOW_PIXELS}: a {a.lr_size[1]}x{a.lr_size[0]} LR frame gets level "
           f"{mo.flow_level(*a.lr_size)}")
