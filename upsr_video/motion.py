@@ -100,7 +100,8 @@ class Motion:
 
     fw on t-1's grid points into t; bw on t's grid points into t-1; occluded marks t-1 pixels not seen in t,
     disoccluded marks t pixels not seen in t-1; reliable marks t pixels that are not disoccluded and whose
-    predecessor, brought over by bw, has the same colour (mean |diff| <= PHOTO_TOLERANCE grey levels at LR)."""
+    predecessor, brought over by bw, has the same colour (mean |diff| <= PHOTO_TOLERANCE grey levels at LR, low-passed
+    by a Gaussian of PHOTO_SIGMA LR px)."""
 
     fw: Tensor
     bw: Tensor
@@ -152,7 +153,8 @@ PHOTO_TOLERANCE = 6.0  # grey levels (of 255): flow that brings a different colo
 # LR px: the colour check compares the frames low-passed by a Gaussian of this sigma. Resampling a textured LR
 # frame along even an exact sub-pixel flow misses by more than the tolerance near Nyquist (interpolation and
 # aliasing, not a wrong flow): on the held-out clips of known motion the unfiltered check rejected 5-26% of the
-# pixels, most of them textured ones where re-used detail matters most; low-passed, 0.2-3% (`tests/test_motion.py`).
+# pixels, most of them textured ones where re-used detail matters most; low-passed, 0.2-3% (HISTORY; an exact
+# pan of Vid4 calendar in `tests/test_motion.py`).
 PHOTO_SIGMA = 1.0
 # grey levels (of 255, mean |difference| over a 3x3 LR window): where the two LR frames agree this closely the
 # content did not move, and the flow there is set to exactly 0. DIS reports ~0.1 LR px of noise on still
