@@ -7,8 +7,19 @@ import torch
 from scipy import stats
 
 from upsr_video import motion as mo
+from upsr_video.eval.sr_bench import to_tensor
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _calendar(i: int) -> np.ndarray:
+    """Vid4 calendar's ground-truth frame i (1-based), RGB uint8."""
+    return cv2.cvtColor(cv2.imread(str(SHARED / f"data/vid4/GT/calendar/Frame_{i:03d}.png")), cv2.COLOR_BGR2RGB)
+
+
+def _down4(hr: np.ndarray) -> np.ndarray:
+    """hr down-scaled x4 (area): an LR frame."""
+    return cv2.resize(hr, (hr.shape[1] // 4, hr.shape[0] // 4), interpolation=cv2.INTER_AREA)
 
 
 def _motion(fw: torch.Tensor, bw: torch.Tensor) -> mo.Motion:
@@ -97,12 +108,7 @@ def test_fresh_samples_fill_exactly_the_uncovered_pixels_in_raster_order():
 def test_flow_on_real_frames_finds_motion():
     """Vid4 calendar at LR: a known shift is recovered, and the estimated flow explains consecutive frames better
     than no motion."""
-    import cv2
-
-    frames = [cv2.cvtColor(cv2.imread(str(SHARED / f"data/vid4/GT/calendar/Frame_00{i}.png")), cv2.COLOR_BGR2RGB)
-              for i in (1, 3)]
-    lr = [cv2.resize(f, (f.shape[1] // 4, f.shape[0] // 4), interpolation=cv2.INTER_AREA) for f in frames]
-    t = [torch.from_numpy(f).permute(2, 0, 1)[None].float() / 127.5 - 1 for f in lr]
+    t = [to_tensor(_down4(_calendar(i))) for i in (1, 3)]
     shifted = torch.roll(t[0], shifts=(1, 2), dims=(2, 3))  # content moves +2 px in x, +1 px in y
     m = mo.estimate(t[0], shifted, (t[0].shape[-2] * 4, t[0].shape[-1] * 4))
     inner = m.fw[0, :, 40:-40, 40:-40]
@@ -119,16 +125,8 @@ def test_colour_check_accepts_an_exact_sub_pixel_pan_of_texture_and_rejects_chan
     px. Resampled along that flow, its text and brick misses by more than the tolerance near Nyquist; the check
     low-passes the difference, so the pan stays reliable (the unfiltered check kept 0.44 of it), while a block whose
     content changed (inverted colours) is rejected."""
-    import cv2
-
-    f = cv2.cvtColor(cv2.imread(str(SHARED / "data/vid4/GT/calendar/Frame_001.png")), cv2.COLOR_BGR2RGB)
-    h, w = f.shape[:2]
-
-    def lr(x):
-        y = cv2.resize(x, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
-        return torch.from_numpy(y).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-    a, b = lr(f), lr(np.roll(f, (2, 6), (0, 1)))
+    f = _calendar(1)
+    a, b = to_tensor(_down4(f)), to_tensor(_down4(np.roll(f, (2, 6), (0, 1))))
     changed = b.clone()
     changed[..., 40:80, 60:110] *= -1
     pan = mo.estimate(a, b, a.shape[-2:]).reliable[0, 0]
@@ -141,15 +139,12 @@ def test_colour_check_accepts_an_exact_sub_pixel_pan_of_texture_and_rejects_chan
 def test_still_content_gets_exactly_zero_flow_and_moving_content_keeps_its_flow():
     """Left half unchanged but for +-1 grey level of noise (as an encoder leaves still background), right half
     shifted 2 LR px: the noise samples of the still half do not move at all, the moving half's do."""
-    import cv2
-
-    f = cv2.cvtColor(cv2.imread(str(SHARED / "data/vid4/GT/calendar/Frame_001.png")), cv2.COLOR_BGR2RGB)
-    a = cv2.resize(f, (f.shape[1] // 4, f.shape[0] // 4), interpolation=cv2.INTER_AREA).astype(np.int16)
+    a = _down4(_calendar(1)).astype(np.int16)
     h, w = a.shape[:2]
     b = a.copy()
     b[:, w // 2 :] = np.roll(a[:, w // 2 :], 2, axis=1)
     b[:, : w // 2] += np.random.default_rng(0).integers(-1, 2, size=b[:, : w // 2].shape, dtype=np.int16)
-    t = [torch.from_numpy(np.clip(x, 0, 255).astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1 for x in (a, b)]
+    t = [to_tensor(np.clip(x, 0, 255).astype(np.uint8)) for x in (a, b)]
     m = mo.estimate(t[0], t[1], (h, w))
     still = m.fw[0, :, 8:-8, 8 : w // 2 - 8]
     assert torch.count_nonzero(still) == 0 and torch.count_nonzero(m.bw[0, :, 8:-8, 8 : w // 2 - 8]) == 0
@@ -163,16 +158,14 @@ def test_still_content_gets_exactly_zero_flow_and_moving_content_keeps_its_flow(
 def test_flow_level_keeps_the_finest_level_under_the_pixel_budget_and_still_finds_motion():
     """Small LR frames are refined at every pixel, larger ones one pyramid level up per 4x pixels; at level 1
     (Vid4 calendar at its full 720x576, as an LR frame) a known shift is still recovered to 0.1 px."""
-    import cv2
-
     assert [mo.flow_level(h, w) for h, w in ((144, 180), (270, 480), (360, 640), (480, 854), (720, 1280), (1080, 1920))] \
         == [0, 0, 0, 1, 1, 2]
     for h, w in ((144, 180), (480, 854), (1080, 1920), (2160, 3840)):
         lv = mo.flow_level(h, w)
         assert h * w <= mo.FLOW_PIXELS * 4**lv and (lv == 0 or h * w > mo.FLOW_PIXELS * 4 ** (lv - 1))
-    f = cv2.cvtColor(cv2.imread(str(SHARED / "data/vid4/GT/calendar/Frame_001.png")), cv2.COLOR_BGR2RGB)
+    f = _calendar(1)
     assert mo.flow_level(*f.shape[:2]) == 1
-    t = torch.from_numpy(f).permute(2, 0, 1)[None].float() / 127.5 - 1
+    t = to_tensor(f)
     m = mo.estimate(t, torch.roll(t, shifts=(1, 2), dims=(2, 3)), f.shape[:2])
     inner = m.fw[0, :, 40:-40, 40:-40]
     assert abs(float(inner[0].median()) - 2) < 0.1 and abs(float(inner[1].median()) - 1) < 0.1
