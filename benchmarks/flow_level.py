@@ -43,15 +43,21 @@ IMAGE = "urban100_img_001_SRF_4_HR"
 PANS = [(2.6, 0.8), (-1.3, 1.7), (4.4, 0.0), (0.4, -0.6)]  # LR px per frame (the camera's; content moves by -pan)
 
 
-def pan_clip(image: np.ndarray, size: tuple[int, int], pan: tuple[float, float], frames: int) -> list[np.ndarray]:
-    """uint8 frames of `size` (H, W): frame t(x) = blurred image(x + origin + t * pan). Raises ValueError when the
-    path leaves the image (warpAffine would fill the rest with black, where no flow is defined)."""
+def pan_origin(shape: tuple, size: tuple[int, int], pan: tuple[float, float], frames: int) -> tuple[float, float]:
+    """The origin (x, y) of pan_clip's path over an image of `shape`. Raises ValueError when the path leaves the
+    image (warpAffine would fill the rest with black, where no flow is defined)."""
     ox, oy = 40 + abs(pan[0]) * 4, 40 + abs(pan[1]) * 4
     xs = [ox + pan[0] * t for t in (0, frames - 1)]
     ys = [oy + pan[1] * t for t in (0, frames - 1)]
-    if min(xs) < 0 or min(ys) < 0 or max(xs) + size[1] + 2 > image.shape[1] or max(ys) + size[0] + 2 > image.shape[0]:
-        raise ValueError(f"a {image.shape[1]}x{image.shape[0]} image is too small for {frames} frames of "
+    if min(xs) < 0 or min(ys) < 0 or max(xs) + size[1] + 2 > shape[1] or max(ys) + size[0] + 2 > shape[0]:
+        raise ValueError(f"a {shape[1]}x{shape[0]} image is too small for {frames} frames of "
                          f"{size[1]}x{size[0]} panned by {pan} px per frame")
+    return ox, oy
+
+
+def pan_clip(image: np.ndarray, size: tuple[int, int], pan: tuple[float, float], frames: int) -> list[np.ndarray]:
+    """uint8 frames of `size` (H, W): frame t(x) = blurred image(x + origin + t * pan) (see pan_origin)."""
+    ox, oy = pan_origin(image.shape, size, pan, frames)
     soft = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.7)
     out = []
     for t in range(frames):
@@ -142,9 +148,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     image = holdout_images()[IMAGE]
     levels = [int(x) for x in a.levels.split(",")]
-    try:
+    try:  # before any timing: the flow-only clips have 4 frames, the end-to-end one --frames
         for pan in PANS:
-            pan_clip(image, a.lr_size, pan, max(4, a.frames))
+            pan_origin(image.shape, a.lr_size, pan, max(4, a.frames))
     except ValueError as e:
         ap.error(str(e))
     cv2.setNumThreads(1)
