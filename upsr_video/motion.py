@@ -184,10 +184,10 @@ def _zero_where(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return np.where(mask, np.int64(0), pairs).view(np.float32).reshape(flow.shape)
 
 
-def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Motion:
-    """Flow both ways between two LR frames ([1,3,h,w] in [-1,1]) and the occlusion masks, at out_size (H, W).
-    The LR work is numpy/OpenCV: small torch ops cost more in thread hand-offs than in arithmetic."""
-    pa, pb = _rgb(prev_lr), _rgb(cur_lr)
+def lr_motion(pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`estimate`'s work on the LR grid, from uint8 RGB frames t-1 (pa) and t (pb): (fw, bw, occluded, disoccluded,
+    photo), flows in LR pixels and boolean masks; photo marks t pixels whose predecessor brought over by bw has the
+    same colour (see Motion)."""
     a, b = cv2.cvtColor(pa, cv2.COLOR_RGB2GRAY), cv2.cvtColor(pb, cv2.COLOR_RGB2GRAY)
     level = flow_level(*a.shape)
     fw, bw = dis_flow(a, b, level), dis_flow(b, a, level)
@@ -198,6 +198,13 @@ def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Moti
     occ, dis = occlusion_mask(fw, bw, boundary=False), occlusion_mask(bw, fw, boundary=False)
     d = np.abs(cv2.GaussianBlur(np_warp(pa.astype(np.float32), bw) - pb, (0, 0), PHOTO_SIGMA))  # blur is linear
     photo = (d[..., 0] + d[..., 1] + d[..., 2]) / 3 <= PHOTO_TOLERANCE  # numpy's mean(-1), 15x faster (same bits)
+    return fw, bw, occ, dis, photo
+
+
+def estimate(prev_lr: Tensor, cur_lr: Tensor, out_size: tuple[int, int]) -> Motion:
+    """Flow both ways between two LR frames ([1,3,h,w] in [-1,1]) and the occlusion masks, at out_size (H, W).
+    The LR work is numpy/OpenCV: small torch ops cost more in thread hand-offs than in arithmetic."""
+    fw, bw, occ, dis, photo = lr_motion(_rgb(prev_lr), _rgb(cur_lr))
     size, dev = tuple(out_size), prev_lr.device
     if dev.type != "cpu":
         up_fw, up_bw, up_occ, up_dis, unreliable = up_on_device([fw, bw], [occ, dis, dis | ~photo], size, dev)
