@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from upsr_video.checkpoint import ModelSpec, load_checkpoint, save_checkpoint
 from upsr_video.models.aux import AUX_PRESETS, AuxConfig, ScaleBands, bands_config, build_aux
@@ -127,3 +128,46 @@ def test_bundle_script_makes_g_banded(tmp_path):
     lr = torch.rand(1, 3, 30, 40) * 2 - 1
     assert torch.equal(make_condition(aux, lr, (60, 80))[1], make_condition(low, lr, (60, 80))[1])
     assert torch.equal(make_condition(aux, lr, (120, 160))[1], make_condition(src_aux, lr, (120, 160))[1])
+
+
+def test_bundle_script_replaces_the_top_band(tmp_path):
+    """--high-g swaps the network above the switch of a banded checkpoint (how RLFN became the default's x4 band):
+    the denoiser and the low band stay bit for bit, the top band is the new g, and a source without bands is refused."""
+    src = tiny_checkpoint(tmp_path / "src.safetensors")
+    low = randomised(_x2u(), seed=3)
+    low_path = save_checkpoint(tmp_path / "low.safetensors",
+                               ModelSpec(aux=AuxConfig("compact", 2, 8, 2, {"unshuffle": 2}).to_dict(), scale=2,
+                                         info={"name": "low"}), None, low)
+    high = randomised(build_aux("rlfn"), seed=5)
+    high_path = save_checkpoint(tmp_path / "high.safetensors",
+                                ModelSpec(aux=AUX_PRESETS["rlfn"].to_dict(), info={"name": "high"}), None, high)
+    script = [sys.executable, str(ROOT / "scripts" / "bundle_checkpoint.py")]
+    banded, dst = tmp_path / "banded.safetensors", tmp_path / "dst.safetensors"
+    r = subprocess.run(script + [str(src), str(banded), "--name", "b", "--low-g", str(low_path), "--switch", "2"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(script + [str(banded), str(dst), "--name", "b2", "--high-g", str(high_path)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    spec, den, aux = load_checkpoint(dst)
+    _, src_den, _ = load_checkpoint(src)
+    assert spec.info["g_bands"] == {"low_g": "low", "switch": 2.0, "high_g": "high"}
+    assert isinstance(aux, ScaleBands) and aux.upto == [2.0, None]
+    assert spec.aux["extra"]["bands"][1]["aux"]["arch"] == "rlfn"
+    for k, v in src_den.state_dict().items():
+        assert torch.equal(den.state_dict()[k], v)
+    lr = torch.rand(1, 3, 30, 40) * 2 - 1
+    assert torch.equal(make_condition(aux, lr, (60, 80))[1], make_condition(low, lr, (60, 80))[1])
+    assert torch.equal(make_condition(aux, lr, (120, 160))[1], make_condition(high, lr, (120, 160))[1])
+    r = subprocess.run(script + [str(src), str(tmp_path / "x.safetensors"), "--name", "x", "--high-g", str(high_path)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode != 0 and "not banded" in r.stderr
+    # published weights (a bare state dict) with their preset
+    bare = tmp_path / "published.safetensors"
+    save_file(high.state_dict(), str(bare))
+    r = subprocess.run(script + [str(banded), str(dst), "--name", "b3", "--high-g", str(bare), "--high-g-arch", "rlfn"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    spec, _, aux = load_checkpoint(dst)
+    assert spec.info["g_bands"]["high_g"] == "published.safetensors"
+    assert torch.equal(make_condition(aux, lr, (120, 160))[1], make_condition(high, lr, (120, 160))[1])
