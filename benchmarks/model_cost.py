@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         load0 = os.getloadavg()[0]
         with torch.inference_mode():
             t_frame, all_frame = median_time(lambda: pipe(lr, seed=0, tiles=tiles), args.repeats)
-            t_g, all_g = median_time(lambda: pipe._run_aux(lr, tiles), args.repeats)  # g as the pipeline runs it
+            t_g, all_g = median_time(lambda: pipe._run_aux(pipe.aux, lr, tiles), args.repeats)  # g as the pipeline runs it
             t_bic, all_bic = median_time(
                 lambda: F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False).clamp_(-1, 1),
                 args.repeats)
