@@ -52,7 +52,7 @@ class TemporalOptions:
     window: int = 4  # |psi| smoothing: window to 2 window - 1 past frames averaged with the current one
     decay: float = 0.6
     seed: int = 0
-    anchor: float = 0.4  # recurrent modes: weight of the warped previous output in the start anchor (held-out rule)
+    anchor: float = 0.5  # recurrent modes: weight of the warped previous output in the start anchor (held-out rule)
     noise_period: int = 8  # flow noise: frames between restarts of each of the two cross-faded noise chains
 
     def __post_init__(self):

@@ -3,8 +3,11 @@
 Re-implemented from the paper's description and the published layout (46 features, 48 mid channels, four
 residual local feature blocks with enhanced spatial attention, PixelShuffle x4), with the published parameter
 names so the authors' x4 weights (../shared/weights/rlfn_ntire2022_x4.safetensors, bicubic-trained) load
-strictly. It expects RGB in 0..255; the wrapper keeps g's [-1, 1] interface. Its ESA pools over the whole
-input, so tiles are not exact (receptive_radius is a practical overlap, not a bound).
+strictly. It expects RGB in 0..255; the wrapper keeps g's [-1, 1] interface. Its ESA up-samples a strided,
+max-pooled map to the input's size, a scale that depends on that size, so tiles are not exact whatever their overlap
+(receptive_radius is a practical overlap, not a bound): on a 640x360 frame in 256-px tiles the mean difference from
+the whole frame is 0.014 grey levels, 0.07% of the values differ by more than 1 and the largest by 5-13, with 16 to
+64 px of overlap alike. Every frame of a run is tiled alike, so this does not flicker.
 
 `RLFNOut` is the same network on the output grid (models.aux): its first convolution reads PixelUnshuffle(4) of
 y0 (48 channels) instead of one LR pixel, and its PixelShuffle(4) lands on the output size, so its cost follows the
