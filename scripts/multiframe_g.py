@@ -1,15 +1,18 @@
 """Probe: does g gain from the neighbouring frames? (issue 11's Vid4 bar asks +2.0 dB over bicubic; single-image
 SR networks of any size stay well below that on Vid4, multi-frame ones do not.)
 
-Two arms fine-tuned from the x4 CompactSR g (checkpoints/g-compact-s-pool.safetensors, on the LR grid), same data, same steps, same seed:
+Two arms fine-tuned from the x4 CompactSR g (checkpoints/g-compact-s-pool.safetensors, on the LR grid), same data,
+same steps, same seed:
 - `single`: the network as it is, on the centre frames;
 - `multi`: the same network whose first convolution also takes, for each of the two previous LR frames, its sample
   nearest to where each current pixel was and that sample's sub-pixel offset, by the model's own LR flow and
-  reliability masks (`upsr_video.motion.lr_motion`, as the recurrent anchor uses them). The new input weights start at zero, so at step 0 it is exactly g.
+  reliability masks (`upsr_video.motion.lr_motion`, as the recurrent anchor uses them). The new input weights start
+  at zero, so at step 0 it is exactly g.
 
 Training clips are 3-frame pans over training-pool images (never the held-out ones): integer HR steps of up to
-+-10 px per frame (+-2.5 LR px at x4, so the LR frames move by sub-pixel amounts) with +-2 px jitter (a tenth of the clips still), LR by
-antialiased bicubic or the BD blur (Gaussian sigma 1.6, sampled at pixel centres), half each. Held-out scoring:
++-10 px per frame (+-2.5 LR px at x4, so the LR frames move by sub-pixel amounts) with +-2 px jitter (a tenth of the
+clips still), LR by antialiased bicubic or the BD blur (Gaussian sigma 1.6, sampled at pixel centres), half each.
+Held-out scoring:
 the held-out images made into 10-frame clips of known motion (`scripts/temporal_modes.py --data holdout`), both
 degradations, PSNR-Y of frames 2..9 (each has two predecessors), 4 px shaved.
 
@@ -115,7 +118,8 @@ def to_input(stacks: list[np.ndarray]) -> torch.Tensor:
 
 class MultiFrameSR(nn.Module):
     """A CompactSR whose first convolution takes the current frame and its two predecessors' samples with their
-    offsets (13 channels, `stack`); the bicubic skip is the current frame's. Built from a trained CompactSR, with zero weights on the new inputs."""
+    offsets (13 channels, `stack`); the bicubic skip is the current frame's. Built from a trained CompactSR, with
+    zero weights on the new inputs."""
 
     def __init__(self, base: nn.Module):
         super().__init__()
@@ -209,7 +213,8 @@ def train(arm: str, minutes: float, out: Path, lr: float = 2e-4, total: int = 80
             log.flush()
         if step % 250 == 0 or step == total or time.time() >= t_end:
             tmp = out / "state.tmp"
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step}, tmp)
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step},
+                       tmp)
             tmp.replace(state)
 
 
@@ -241,7 +246,8 @@ def evaluate(runs: Path, vid4: bool) -> dict:
     from temporal_modes import holdout_motions
     from upsr_video.eval.motion_clips import moving_clip
 
-    nets = {"g": base_g(), "single": load_arm("single", runs / "mfg-single"), "multi": load_arm("multi", runs / "mfg-multi")}
+    nets = {"g": base_g(), "single": load_arm("single", runs / "mfg-single"),
+            "multi": load_arm("multi", runs / "mfg-multi")}
     res = {}
     for deg, down in (("BD", bd), ("bicubic", lambda f: bicubic_downscale(f, SCALE))):
         for still in (False, True):
@@ -250,7 +256,8 @@ def evaluate(runs: Path, vid4: bool) -> dict:
                 gt = moving_clip(im, other, spec, 10)
                 gt = [f[: f.shape[0] // 4 * 4, : f.shape[1] // 4 * 4] for f in gt]
                 per.append(run_clip(nets, [down(f) for f in gt], gt, still))
-            res[f"holdout {deg} x4{' stills' if still else ''}"] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
+            name = f"holdout {deg} x4{' stills' if still else ''}"
+            res[name] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
     if vid4:
         from quality_bars import bd_x4, vid4_clips
 
@@ -292,7 +299,8 @@ def oracle(sigma: float = 1.5) -> dict:
                 size = gt[i].shape[:2]
                 one.append(psnr_y(scatter(lrs[:1], shifts[:1], size, sigma), gt[i], 8))
                 three.append(psnr_y(scatter(lrs, shifts, size, sigma), gt[i], 8))
-        res[f"holdout {deg} x4, sigma {sigma}"] = {"frame alone": float(np.mean(one)), "with two predecessors": float(np.mean(three))}
+        res[f"holdout {deg} x4, sigma {sigma}"] = {"frame alone": float(np.mean(one)),
+                                                   "with two predecessors": float(np.mean(three))}
     return res
 
 
