@@ -47,6 +47,7 @@ from upsr_video.eval.fidelity import psnr_y  # noqa: E402
 from upsr_video import motion as mo  # noqa: E402
 from upsr_video.eval.flow import warp as np_warp  # noqa: E402
 from upsr_video.eval.sr_bench import bicubic_downscale, to_tensor, to_uint8  # noqa: E402
+from quality_bars import bd_x4  # noqa: E402  (the Vid4 bars' BD degradation)
 
 SHARED = ROOT.parent / "shared"
 SCALE = 4
@@ -54,14 +55,6 @@ PATCH = 192  # HR
 BATCH = 8
 IN_CH = 13
 STILL = 0.1  # share of clips without motion: a still shot's neighbours carry nothing new, g must hold
-
-
-def bd(hr: np.ndarray) -> np.ndarray:
-    """Gaussian blur sigma 1.6, then each x4 LR pixel is the HR image at its centre (bilinear)."""
-    blur = cv2.GaussianBlur(hr.astype(np.float32), (13, 13), 1.6, borderType=cv2.BORDER_REFLECT_101)
-    h, w = hr.shape[:2]
-    lr = cv2.resize(blur, (w // SCALE, h // SCALE), interpolation=cv2.INTER_LINEAR)
-    return np.clip(np.round(lr), 0, 255).astype(np.uint8)
 
 
 def _onto(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +160,7 @@ def sample(ims: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray,
     hrs = [im[y + o[1] : y + o[1] + PATCH, x + o[0] : x + o[0] + PATCH] for o in offs]
     k = rng.integers(8)
     hrs = [np.ascontiguousarray(np.rot90(f[:, ::-1] if k & 4 else f, k & 3)) for f in hrs]
-    down = bd if rng.random() < 0.5 else (lambda f: bicubic_downscale(f, SCALE))
+    down = bd_x4 if rng.random() < 0.5 else (lambda f: bicubic_downscale(f, SCALE))
     lrs = [down(f) for f in hrs]
     return stack(lrs, 2), hrs[2]
 
@@ -249,7 +242,7 @@ def evaluate(runs: Path, vid4: bool) -> dict:
     nets = {"g": base_g(), "single": load_arm("single", runs / "mfg-single"),
             "multi": load_arm("multi", runs / "mfg-multi")}
     res = {}
-    for deg, down in (("BD", bd), ("bicubic", lambda f: bicubic_downscale(f, SCALE))):
+    for deg, down in (("BD", bd_x4), ("bicubic", lambda f: bicubic_downscale(f, SCALE))):
         for still in (False, True):
             per = []
             for name, im, other, spec in holdout_motions():
@@ -259,7 +252,7 @@ def evaluate(runs: Path, vid4: bool) -> dict:
             name = f"holdout {deg} x4{' stills' if still else ''}"
             res[name] = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
     if vid4:
-        from quality_bars import bd_x4, vid4_clips
+        from quality_bars import vid4_clips
 
         clips = vid4_clips(lambda gt: [bd_x4(f) for f in gt])
         per = [run_clip(nets, lr, gt) for lr, gt in clips.values()]
@@ -288,7 +281,7 @@ def oracle(sigma: float = 1.5) -> dict:
     from upsr_video.eval.motion_clips import MotionSpec, moving_clip
 
     res = {}
-    for deg, down in (("BD", bd), ("bicubic", lambda f: bicubic_downscale(f, SCALE))):
+    for deg, down in (("BD", bd_x4), ("bicubic", lambda f: bicubic_downscale(f, SCALE))):
         one, three = [], []
         for _, im, other, spec in holdout_motions():
             gt = moving_clip(im, other, MotionSpec(spec.camera, (0, 0), spec.size, (1, 1)), 10)  # a 1-px sprite: none
