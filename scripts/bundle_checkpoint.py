@@ -5,9 +5,10 @@
 
 `--low-g CKPT --switch F` makes g banded (models.aux.ScaleBands): CKPT's g serves factors up to F, the source's g
 the factors above (scripts/g_bands.py chooses the switch factor by cost). `--high-g CKPT` puts CKPT's g in the top
-band of a banded source (the band above its switch), keeping the denoiser and the lower bands; with `--high-g-arch
-PRESET` CKPT is someone else's published state dict for that g preset (models.aux.AUX_PRESETS), loaded strictly from
-safetensors (how the default's x4 band became RLFN with its authors' weights).
+band of a banded source (the band above its switch; with --low-g, of the bands just made), keeping the denoiser and
+the lower bands; with `--high-g-arch PRESET` CKPT is someone else's published state dict for that g preset
+(models.aux.AUX_PRESETS), loaded strictly from safetensors (how the default's x4 band became RLFN with its authors'
+weights).
 """
 import argparse
 import json
@@ -49,17 +50,7 @@ def main():
         ap.error("--low-g and --switch go together")
     if a.high_g_arch and not a.high_g:
         ap.error("--high-g-arch names the preset of --high-g's weights")
-    if a.high_g and a.low_g:
-        ap.error("--high-g replaces the top band of a source that is already banded; band it first with --low-g")
     spec, den, aux = load_checkpoint(a.src)
-    if a.high_g:
-        if not isinstance(aux, ScaleBands):
-            ap.error(f"{a.src}: g is not banded (--high-g replaces the band above the switch)")
-        high_cfg, high, high_name = load_g(a.high_g, a.high_g_arch)
-        bands = spec.aux["extra"]["bands"]
-        spec.aux = bands_config([(b["aux"], b["upto"]) for b in bands[:-1]] + [(high_cfg, None)]).to_dict()
-        aux = ScaleBands([*aux.bands[:-1], high], aux.upto)
-        spec.info["g_bands"] = {**spec.info.get("g_bands", {}), "high_g": high_name}
     if a.low_g:
         low_spec, _, low = load_checkpoint(a.low_g)
         if isinstance(aux, ScaleBands):
@@ -67,6 +58,14 @@ def main():
         spec.aux = bands_config([(low_spec.aux, a.switch), (spec.aux, None)]).to_dict()
         aux = ScaleBands([low, aux], [a.switch, None])
         spec.info["g_bands"] = {"low_g": low_spec.info.get("name", a.low_g), "switch": a.switch}
+    if a.high_g:
+        if not isinstance(aux, ScaleBands):
+            ap.error(f"{a.src}: g is not banded (--high-g replaces the band above the switch; --low-g makes bands)")
+        high_cfg, high, high_name = load_g(a.high_g, a.high_g_arch)
+        bands = spec.aux["extra"]["bands"]
+        spec.aux = bands_config([(b["aux"], b["upto"]) for b in bands[:-1]] + [(high_cfg, None)]).to_dict()
+        aux = ScaleBands([*aux.bands[:-1], high], aux.upto)
+        spec.info["g_bands"] = {**spec.info.get("g_bands", {}), "high_g": high_name}
     spec.info["name"] = a.name
     if a.note:
         spec.info["note"] = a.note

@@ -37,10 +37,8 @@ python scripts/g_bands.py $DEFAULT checkpoints/g-compact-s-x2u-pool.safetensors 
 SWITCH=$(python -c "import json; print(json.load(open('reports/g_bands/choice.json'))['switch'] or '')")
 if [ -n "$SWITCH" ]; then
     python scripts/bundle_checkpoint.py $DEFAULT $DEFAULT --name upsr-small-default \
-        --note "$NOTE; g banded at x$SWITCH with configs/g-compact-s-x2u-pool.yaml + g-compact-s-x2u-pool2.yaml (scripts/g_bands.py); image pool only; CPU; scripts/train_default.sh" \
-        --low-g checkpoints/g-compact-s-x2u-pool.safetensors --switch "$SWITCH"
-    python scripts/bundle_checkpoint.py $DEFAULT $DEFAULT --name upsr-small-default \
         --note "$NOTE; g banded at x$SWITCH with configs/g-compact-s-x2u-pool.yaml + g-compact-s-x2u-pool2.yaml (scripts/g_bands.py); the band above x$SWITCH RLFN with its authors' weights (upsr_video/weights/NOTICE.md); image pool only; CPU; scripts/train_default.sh" \
+        --low-g checkpoints/g-compact-s-x2u-pool.safetensors --switch "$SWITCH" \
         --high-g ../shared/weights/rlfn_ntire2022_x4.safetensors --high-g-arch rlfn
     python scripts/calibrate_start_step.py --checkpoint $DEFAULT --degradation-config configs/upsr-default-video-xt-pool.yaml --threads 2
 fi

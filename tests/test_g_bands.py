@@ -171,3 +171,15 @@ def test_bundle_script_replaces_the_top_band(tmp_path):
     spec, _, aux = load_checkpoint(dst)
     assert spec.info["g_bands"]["high_g"] == "published.safetensors"
     assert torch.equal(make_condition(aux, lr, (120, 160))[1], make_condition(high, lr, (120, 160))[1])
+    # banding and the top band in one call: the same checkpoint as the two calls above
+    one = tmp_path / "one.safetensors"
+    r = subprocess.run(script + [str(src), str(one), "--name", "b3", "--low-g", str(low_path), "--switch", "2",
+                                 "--high-g", str(bare), "--high-g-arch", "rlfn"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    spec1, den1, aux1 = load_checkpoint(one)
+    assert spec1.aux == spec.aux and spec1.info["g_bands"] == spec.info["g_bands"]
+    for two_calls, one_call in ((aux, aux1), (den, den1)):
+        theirs = one_call.state_dict()
+        for k, v in two_calls.state_dict().items():
+            assert torch.equal(theirs[k], v)
